@@ -1,0 +1,54 @@
+import { DEFAULT_MODEL_DIR } from '../common/bundle.js';
+import { type Env, envReader } from '../common/config.js';
+import type { LogLevel } from '../common/logger.js';
+import type { BreakerOptions } from './encoderClient.js';
+
+export interface CascadeConfig {
+  /** MRL_MODEL_DIR: the model bundle folder (default: the bundled Fashion-MNIST model). */
+  modelDir: string;
+  /** MRL_CASCADE_HOST: address both ports bind (default 0.0.0.0). */
+  host: string;
+  /** MRL_CASCADE_PORT: gRPC port (default 50051). */
+  port: number;
+  /** MRL_CASCADE_METRICS_PORT: Prometheus /metrics port (default 9464). */
+  metricsPort: number;
+  /** MRL_ENCODER_TARGET: the encoder, `host:port` or `dns:///name:port` (default localhost:50052). */
+  encoderTarget: string;
+  /** MRL_ENCODER_TIMEOUT_MS: encoder deadline when the caller sets none, ms (default 5000). */
+  encoderTimeoutMs: number;
+  /** MRL_THRESHOLDS_FILE: thresholds override, reloaded on change (default: the bundle's thresholds). */
+  thresholdsFile?: string;
+  /** MRL_THRESHOLDS_POLL_MS: how often the thresholds file is checked, ms (default 1000). */
+  thresholdsPollMs: number;
+  /** MRL_BREAKER_ERROR_PERCENT, MRL_BREAKER_VOLUME, MRL_BREAKER_RESET_MS, MRL_BREAKER_WINDOW_MS (50, 5, 5000, 10000). */
+  breaker: BreakerOptions;
+  /** MRL_MAX_MESSAGE_BYTES: largest request or encoder response accepted (default 4194304). */
+  maxMessageBytes: number;
+  /** MRL_SHUTDOWN_GRACE_MS: how long in-flight calls may finish after SIGTERM (default 10000). */
+  shutdownGraceMs: number;
+  /** MRL_LOG_LEVEL: debug, info, warn or error (default info). */
+  logLevel: LogLevel;
+}
+
+export function cascadeConfig(env: Env): CascadeConfig {
+  const r = envReader(env);
+  return {
+    modelDir: r.string('MRL_MODEL_DIR', DEFAULT_MODEL_DIR),
+    host: r.string('MRL_CASCADE_HOST', '0.0.0.0'),
+    port: r.int('MRL_CASCADE_PORT', 50051, 0, 65535),
+    metricsPort: r.int('MRL_CASCADE_METRICS_PORT', 9464, 0, 65535),
+    encoderTarget: r.string('MRL_ENCODER_TARGET', 'localhost:50052'),
+    encoderTimeoutMs: r.int('MRL_ENCODER_TIMEOUT_MS', 5000, 1, 600_000),
+    thresholdsFile: r.optionalString('MRL_THRESHOLDS_FILE'),
+    thresholdsPollMs: r.int('MRL_THRESHOLDS_POLL_MS', 1000, 10, 3_600_000),
+    breaker: {
+      errorThresholdPercentage: r.int('MRL_BREAKER_ERROR_PERCENT', 50, 1, 100),
+      volumeThreshold: r.int('MRL_BREAKER_VOLUME', 5, 1, 1_000_000),
+      resetTimeoutMs: r.int('MRL_BREAKER_RESET_MS', 5000, 10, 3_600_000),
+      rollingWindowMs: r.int('MRL_BREAKER_WINDOW_MS', 10_000, 100, 3_600_000),
+    },
+    maxMessageBytes: r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30),
+    shutdownGraceMs: r.int('MRL_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    logLevel: r.logLevel(),
+  };
+}

@@ -1,0 +1,94 @@
+import * as grpc from '@grpc/grpc-js';
+import CircuitBreaker from 'opossum';
+import type { EncodeRequest } from '../common/generated/mrl/v1/EncodeRequest.js';
+import type { EncodeResponse__Output } from '../common/generated/mrl/v1/EncodeResponse.js';
+import type { Logger } from '../common/logger.js';
+import { loadMrlProtos } from '../common/protos.js';
+import { StatusError } from '../common/statusError.js';
+import { BREAKER_STATE, type CascadeMetrics } from './metrics.js';
+
+export interface BreakerOptions {
+  /** Failure percentage over the rolling window that opens the breaker (default 50). */
+  errorThresholdPercentage: number;
+  /** Calls in the window before the breaker may open (default 5). */
+  volumeThreshold: number;
+  /** How long the breaker stays open before a half-open probe, ms (default 5000). */
+  resetTimeoutMs: number;
+  /** Rolling statistics window, ms (default 10000). */
+  rollingWindowMs: number;
+}
+
+export interface EncoderClientOptions {
+  /** `host:port`, or `dns:///name:port` for a headless Service (balanced round robin per call). */
+  target: string;
+  credentials?: grpc.ChannelCredentials;
+  /** Largest response accepted, bytes. */
+  maxMessageBytes: number;
+  breaker: BreakerOptions;
+}
+
+/** Encoder answers that are the caller's doing, not the encoder's health: they never trip the breaker. */
+const CALLER_CODES = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED, grpc.status.CANCELLED]);
+
+/** An encoder failure as the cascade reports it: the encoder's own validation messages pass through. */
+function encoderStatus(err: grpc.ServiceError): StatusError {
+  switch (err.code) {
+    case grpc.status.INVALID_ARGUMENT:
+    case grpc.status.RESOURCE_EXHAUSTED:
+    case grpc.status.CANCELLED:
+      return new StatusError(err.code, err.details);
+    case grpc.status.DEADLINE_EXCEEDED:
+      return new StatusError(err.code, 'deadline exceeded waiting for the encoder');
+    default:
+      return new StatusError(grpc.status.UNAVAILABLE, `encoder unavailable: ${err.details || grpc.status[err.code]}`);
+  }
+}
+
+export interface EncoderClient {
+  /** Full (or `dimension`-long) embedding for one input; fails by `deadline`. */
+  encode(request: EncodeRequest, deadline: Date): Promise<Float32Array>;
+  breaker: CircuitBreaker<[EncodeRequest, Date], Float32Array>;
+  close(): void;
+}
+
+export function createEncoderClient(options: EncoderClientOptions, metrics: CascadeMetrics, logger: Logger): EncoderClient {
+  const { proto } = loadMrlProtos();
+  const client = new proto.mrl.v1.Encoder(options.target, options.credentials ?? grpc.credentials.createInsecure(), {
+    'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+  });
+  const call = (request: EncodeRequest, deadline: Date) =>
+    new Promise<Float32Array>((resolve, reject) => {
+      client.Encode(request, { deadline }, (err: grpc.ServiceError | null, res?: EncodeResponse__Output) =>
+        err ? reject(encoderStatus(err)) : resolve(Float32Array.from(res!.embedding)),
+      );
+    });
+  const breaker = new CircuitBreaker(call, {
+    timeout: false, // the gRPC deadline bounds each call
+    errorThresholdPercentage: options.breaker.errorThresholdPercentage,
+    volumeThreshold: options.breaker.volumeThreshold,
+    resetTimeout: options.breaker.resetTimeoutMs,
+    rollingCountTimeout: options.breaker.rollingWindowMs,
+    errorFilter: (err: unknown) => err instanceof StatusError && CALLER_CODES.has(err.code),
+  });
+  const state = (s: keyof typeof BREAKER_STATE) => () => {
+    metrics.breakerState.set(BREAKER_STATE[s]);
+    logger[s === 'closed' ? 'info' : 'warn'](`encoder circuit breaker ${s.replace('_', '-')}`, { target: options.target });
+  };
+  breaker.on('open', state('open'));
+  breaker.on('halfOpen', state('half_open'));
+  breaker.on('close', state('closed'));
+  for (const event of ['open', 'halfOpen', 'close', 'reject', 'failure', 'success'])
+    (breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
+  metrics.breakerState.set(BREAKER_STATE.closed);
+  return {
+    encode: (request, deadline) => breaker.fire(request, deadline),
+    breaker,
+    close: () => {
+      breaker.shutdown();
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,33 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** Breaker states as `mrl_cascade_breaker_state` reports them. */
+export const BREAKER_STATE = { closed: 0, half_open: 1, open: 2 } as const;
+
+/** The cascade's metrics, on a registry of its own with the default process metrics. */
+export function createCascadeMetrics(nesting: readonly number[]) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    requests: new Counter({ name: 'mrl_cascade_requests_total', help: 'Classify calls by gRPC status code', labelNames: ['code'], registers }),
+    requestSeconds: new Histogram({ name: 'mrl_cascade_request_duration_seconds', help: 'Classify call latency', buckets: SECONDS, registers }),
+    dimensionUsed: new Histogram({
+      name: 'mrl_cascade_dimension_used',
+      help: 'Prefix size that answered each successful Classify; sum/count is the average dimension used',
+      buckets: [...nesting],
+      registers,
+    }),
+    exits: new Counter({ name: 'mrl_cascade_exits_total', help: 'Successful Classify calls by the stage (dimension) that answered', labelNames: ['dimension'], registers }),
+    escalations: new Counter({ name: 'mrl_cascade_escalations_total', help: 'Stages that were not confident and escalated, by their dimension', labelNames: ['dimension'], registers }),
+    inputs: new Counter({ name: 'mrl_cascade_inputs_total', help: 'Classify calls by input kind (image, tensor, embedding)', labelNames: ['input'], registers }),
+    breakerState: new Gauge({ name: 'mrl_cascade_breaker_state', help: 'Encoder circuit breaker: 0 closed, 1 half-open, 2 open', registers }),
+    breakerEvents: new Counter({ name: 'mrl_cascade_breaker_events_total', help: 'Encoder circuit breaker events', labelNames: ['event'], registers }),
+    threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),
+    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Thresholds file reloads by result', labelNames: ['result'], registers }),
+  };
+}
+
+export type CascadeMetrics = ReturnType<typeof createCascadeMetrics>;

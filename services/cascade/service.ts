@@ -1,0 +1,100 @@
+import { status, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { Bundle } from '../common/bundle.js';
+import type { ClassifierHandlers } from '../common/generated/mrl/v1/Classifier.js';
+import type { ClassifyRequest__Output } from '../common/generated/mrl/v1/ClassifyRequest.js';
+import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyResponse.js';
+import type { Logger } from '../common/logger.js';
+import { StatusError, invalidArgument } from '../common/statusError.js';
+import { codeName, unary } from '../common/unary.js';
+import { Cascade, type Policy } from './cascade.js';
+import type { EncoderClient } from './encoderClient.js';
+import { cascadeErrorMapper } from './errorStatus.js';
+import type { CascadeMetrics } from './metrics.js';
+import type { ThresholdStore } from './thresholds.js';
+
+export interface ClassifierServiceDeps {
+  bundle: Bundle;
+  cascade: Cascade;
+  thresholds: ThresholdStore;
+  encoder: EncoderClient;
+  metrics: CascadeMetrics;
+  logger: Logger;
+  /** Deadline given to encoder calls when the caller set none, ms. */
+  defaultTimeoutMs: number;
+}
+
+const POLICIES: Record<string, Policy> = { POLICY_UNSPECIFIED: 'cascade', POLICY_CASCADE: 'cascade', POLICY_FULL: 'full' };
+
+function policyOf(req: ClassifyRequest__Output): Policy {
+  const policy = POLICIES[String(req.policy)];
+  if (!policy) throw invalidArgument(`policy ${String(req.policy)} is not a known value (POLICY_CASCADE or POLICY_FULL)`);
+  return policy;
+}
+
+/** The precomputed embedding, validated: a nesting size long, finite values. */
+function embeddingOf(values: number[], nesting: readonly number[]): Float32Array {
+  if (!nesting.includes(values.length))
+    throw invalidArgument(`embedding has ${values.length} values; expected one of the nesting sizes ${nesting.join(', ')}`);
+  const z = Float32Array.from(values);
+  const bad = z.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw invalidArgument(`embedding value ${bad} is ${z[bad]}; values must be finite`);
+  return z;
+}
+
+/** The mrl.v1.Classifier implementation. */
+export function createClassifierService(deps: ClassifierServiceDeps): ClassifierHandlers {
+  const { bundle, cascade, metrics } = deps;
+
+  const embed = async (req: ClassifyRequest__Output, dimension: number, call: ServerUnaryCall<unknown, unknown>) => {
+    if (req.input === 'embedding') return embeddingOf(req.embedding!.values, bundle.nesting);
+    if (req.input !== 'image' && req.input !== 'tensor') throw invalidArgument('request has no input: set image, tensor or embedding');
+    const callerDeadline = call.getDeadline();
+    const deadline = new Date(callerDeadline === Infinity ? Date.now() + deps.defaultTimeoutMs : callerDeadline);
+    // Ask only for the prefix this request can use: less to send, less to copy.
+    const input = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
+    return deps.encoder.encode({ ...input, dimension: dimension === bundle.embeddingDim ? 0 : dimension }, deadline);
+  };
+
+  const classify = async (req: ClassifyRequest__Output, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
+    const policy = policyOf(req);
+    if (req.max_dimension !== 0 && !bundle.nesting.includes(req.max_dimension))
+      throw invalidArgument(`max_dimension ${req.max_dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
+    const topK = req.top_k || 1;
+    if (topK > bundle.labels.length) throw invalidArgument(`top_k ${topK} is more than the ${bundle.labels.length} classes`);
+    metrics.inputs.inc({ input: req.input ?? 'none' });
+    const z = await embed(req, req.max_dimension || bundle.embeddingDim, call);
+    if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
+    const result = cascade.classify(z, { thresholds: deps.thresholds.current, maxDimension: req.max_dimension || undefined, policy });
+
+    metrics.dimensionUsed.observe(result.dimensionUsed);
+    metrics.exits.inc({ dimension: String(result.dimensionUsed) });
+    for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });
+    const top = Array.from(result.probabilities.keys())
+      .sort((a, b) => result.probabilities[b]! - result.probabilities[a]! || a - b)
+      .slice(0, topK)
+      .map((i) => ({ label: bundle.labels[i]!, class_index: i, probability: result.probabilities[i]! }));
+    return {
+      label: bundle.labels[result.classIndex]!,
+      class_index: result.classIndex,
+      confidence: result.confidence,
+      dimension_used: result.dimensionUsed,
+      top,
+      trace: result.trace.map((s) => ({
+        dimension: s.dimension,
+        top_probability: s.topProbability,
+        threshold: s.threshold,
+        escalated: s.escalated,
+        class_index: s.classIndex,
+      })),
+      model: bundle.id,
+    };
+  };
+
+  return {
+    Classify: unary(classify, cascadeErrorMapper(deps.logger), (code, seconds) => {
+      metrics.requests.inc({ code: codeName(code) });
+      metrics.requestSeconds.observe(seconds);
+    }),
+  };
+}
+

@@ -1,0 +1,164 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The model bundle shipped in the repository and served by default. */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/fashion-mnist-mrl', import.meta.url));
+
+export type HeadKind = 'mrl' | 'mrl-e';
+
+/** How the encoder's input is made from an image: pixel byte × scale + offset. */
+export interface InputSpec {
+  name: string;
+  height: number;
+  width: number;
+  channels: number;
+  scale: number;
+  offset: number;
+}
+
+/** One linear classifier: `weight` is classes × size, row-major. */
+export interface LinearHead {
+  size: number;
+  weight: Float32Array;
+  bias: Float32Array;
+}
+
+export interface Bundle {
+  dir: string;
+  name: string;
+  version: string;
+  /** `name@version`, as responses report it. */
+  id: string;
+  input: InputSpec;
+  outputName: string;
+  embeddingDim: number;
+  /** Prefix sizes, increasing; the last is `embeddingDim`. */
+  nesting: number[];
+  labels: string[];
+  headKind: HeadKind;
+  /** MRL: one head per nesting size. MRL-E: one head of size `embeddingDim`. */
+  heads: LinearHead[];
+  /** One per stage but the last. */
+  thresholds: number[];
+  encoderPath: string;
+  /** model.json as parsed, for metadata the services pass on (metrics, calibration record). */
+  meta: Record<string, unknown>;
+}
+
+export class BundleError extends Error {
+  constructor(dir: string, message: string) {
+    super(`model bundle ${dir}: ${message}`);
+    this.name = 'BundleError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+function field<T>(obj: Json, key: string, check: (v: unknown) => v is T, what: string, fail: (m: string) => never): T {
+  const v = obj[key];
+  if (!check(v)) fail(`model.json field "${key}" must be ${what}`);
+  return v;
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const isPositiveInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isIntArray = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every(isPositiveInt);
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.length > 0 && v.every(isString);
+const isProbArray = (v: unknown): v is number[] =>
+  Array.isArray(v) && v.every((x) => typeof x === 'number' && x >= 0 && x <= 1);
+
+/** Checks a thresholds list against a nesting: one per stage but the last, each in [0, 1]. */
+export function validateThresholds(thresholds: unknown, nesting: number[]): string | undefined {
+  if (!isProbArray(thresholds)) return 'thresholds must be an array of numbers in [0, 1]';
+  if (thresholds.length !== nesting.length - 1)
+    return `expected ${nesting.length - 1} thresholds (one per stage but the last), got ${thresholds.length}`;
+  return undefined;
+}
+
+/** Loads and validates `model.json` and the heads of a bundle folder. */
+export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bundle> {
+  const dir = resolve(dirArg);
+  const fail = (m: string): never => {
+    throw new BundleError(dir, m);
+  };
+  let meta: Json;
+  try {
+    meta = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Json;
+  } catch (err) {
+    return fail(`cannot read model.json (${(err as Error).message})`);
+  }
+  if (!isObject(meta)) fail('model.json must hold an object');
+  const name = field(meta, 'name', isString, 'a non-empty string', fail);
+  const version = field(meta, 'version', isString, 'a non-empty string', fail);
+  const embeddingDim = field(meta, 'embedding_dim', isPositiveInt, 'a positive integer', fail);
+  const nesting = field(meta, 'nesting', isIntArray, 'an array of positive integers', fail);
+  if (nesting.some((m, i) => i > 0 && m <= nesting[i - 1]!)) fail('nesting must be increasing');
+  if (nesting[nesting.length - 1] !== embeddingDim) fail('the last nesting size must equal embedding_dim');
+  const labels = field(meta, 'labels', isStringArray, 'an array of class names', fail);
+  const thresholds = field(meta, 'thresholds', isProbArray, 'an array of numbers in [0, 1]', fail);
+  const bad = validateThresholds(thresholds, nesting);
+  if (bad) fail(bad);
+
+  const inputMeta = field(meta, 'input', isObject, 'an object', fail);
+  const input: InputSpec = {
+    name: field(inputMeta, 'name', isString, 'a non-empty string', fail),
+    height: field(inputMeta, 'height', isPositiveInt, 'a positive integer', fail),
+    width: field(inputMeta, 'width', isPositiveInt, 'a positive integer', fail),
+    channels: field(inputMeta, 'channels', (v): v is 1 => v === 1, '1 (grayscale is all the encoder decodes to)', fail),
+    scale: field(inputMeta, 'scale', (v): v is number => typeof v === 'number', 'a number', fail),
+    offset: field(inputMeta, 'offset', (v): v is number => typeof v === 'number', 'a number', fail),
+  };
+  const output = field(meta, 'output', isObject, 'an object', fail);
+
+  const headsMeta = field(meta, 'heads', isObject, 'an object', fail);
+  const headKind = field(headsMeta, 'type', (v): v is HeadKind => v === 'mrl' || v === 'mrl-e', '"mrl" or "mrl-e"', fail);
+  const file = field(headsMeta, 'file', isString, 'a file name', fail);
+  const tensors = field(headsMeta, 'tensors', (v): v is Json[] => Array.isArray(v) && v.every(isObject), 'an array', fail);
+  let raw: Buffer;
+  try {
+    raw = await readFile(join(dir, file));
+  } catch (err) {
+    return fail(`cannot read heads file ${file} (${(err as Error).message})`);
+  }
+  // Copy into an aligned buffer: Buffer slices may start at any byte offset.
+  const floats = new Float32Array(new Uint8Array(raw).buffer, 0, Math.floor(raw.byteLength / 4));
+  const slice = (t: Json, what: string, shape: number[]): Float32Array => {
+    const off = field(t, 'offset', (v): v is number => Number.isInteger(v) && (v as number) >= 0, 'an offset', fail);
+    const got = field(t, 'shape', isIntArray, 'a shape', fail);
+    if (got.join('x') !== shape.join('x')) fail(`${what} has shape ${got.join('x')}, expected ${shape.join('x')}`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (off + n > floats.length) fail(`${what} runs past the end of ${file}`);
+    return floats.subarray(off, off + n);
+  };
+  const expectedSizes = headKind === 'mrl' ? nesting : [embeddingDim];
+  if (tensors.length !== expectedSizes.length)
+    fail(`${headKind} heads need ${expectedSizes.length} tensors, model.json lists ${tensors.length}`);
+  const heads = tensors.map((t, i) => {
+    const size = expectedSizes[i]!;
+    if (t.size !== size) fail(`head ${i} has size ${String(t.size)}, expected ${size}`);
+    return {
+      size,
+      weight: slice(field(t, 'weight', isObject, 'an object', fail), `head ${size} weight`, [labels.length, size]),
+      bias: slice(field(t, 'bias', isObject, 'an object', fail), `head ${size} bias`, [labels.length]),
+    };
+  });
+
+  return {
+    dir,
+    name,
+    version,
+    id: `${name}@${version}`,
+    input,
+    outputName: field(output, 'name', isString, 'a non-empty string', fail),
+    embeddingDim,
+    nesting,
+    labels,
+    headKind,
+    heads,
+    thresholds,
+    encoderPath: join(dir, 'encoder.onnx'),
+    meta,
+  };
+}

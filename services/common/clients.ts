@@ -1,0 +1,38 @@
+import * as grpc from '@grpc/grpc-js';
+import type { ClassifierClient } from './generated/mrl/v1/Classifier.js';
+import type { ClassifyRequest } from './generated/mrl/v1/ClassifyRequest.js';
+import type { ClassifyResponse__Output } from './generated/mrl/v1/ClassifyResponse.js';
+import type { EncoderClient } from './generated/mrl/v1/Encoder.js';
+import type { EncodeRequest } from './generated/mrl/v1/EncodeRequest.js';
+import type { EncodeResponse__Output } from './generated/mrl/v1/EncodeResponse.js';
+import { loadMrlProtos } from './protos.js';
+
+/** Typed clients for the CLI, benchmarks and tests. */
+export function classifierClient(target: string, credentials = grpc.credentials.createInsecure(), options?: grpc.ChannelOptions): ClassifierClient {
+  return new (loadMrlProtos().proto.mrl.v1.Classifier)(target, credentials, options);
+}
+
+export function encoderClient(target: string, credentials = grpc.credentials.createInsecure(), options?: grpc.ChannelOptions): EncoderClient {
+  return new (loadMrlProtos().proto.mrl.v1.Encoder)(target, credentials, options);
+}
+
+/** One Classify call as a promise; rejects with the grpc ServiceError. */
+export function classify(client: ClassifierClient, request: ClassifyRequest, timeoutMs = 10_000): Promise<ClassifyResponse__Output> {
+  return new Promise((resolve, reject) =>
+    client.Classify(request, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res!))),
+  );
+}
+
+/** One Encode call as a promise; rejects with the grpc ServiceError. */
+export function encode(client: EncoderClient, request: EncodeRequest, timeoutMs = 10_000): Promise<EncodeResponse__Output> {
+  return new Promise((resolve, reject) =>
+    client.Encode(request, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res!))),
+  );
+}
+
+/** float32 values as the little-endian bytes a Tensor's `raw` field takes. */
+export function float32Bytes(values: Float32Array): Buffer {
+  const out = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => out.writeFloatLE(v, i * 4));
+  return out;
+}

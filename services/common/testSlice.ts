@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Bundle, BundleError } from './bundle.js';
+
+/** The bundle's small, versioned slice of the test split: uint8 images and their labels. */
+export interface TestSlice {
+  count: number;
+  height: number;
+  width: number;
+  /** count × height × width pixel bytes, row-major. */
+  images: Uint8Array;
+  labels: Uint8Array;
+}
+
+interface SliceMeta {
+  file: string;
+  count: number;
+  images: { offset: number };
+  labels: { offset: number };
+}
+
+export async function loadTestSlice(bundle: Bundle): Promise<TestSlice> {
+  const meta = bundle.meta.test_slice as SliceMeta | undefined;
+  if (!meta || typeof meta.file !== 'string' || !Number.isInteger(meta.count))
+    throw new BundleError(bundle.dir, 'model.json has no usable "test_slice"');
+  const raw = new Uint8Array(await readFile(join(bundle.dir, meta.file)));
+  const pixels = bundle.input.height * bundle.input.width;
+  const images = raw.subarray(meta.images.offset, meta.images.offset + meta.count * pixels);
+  const labels = raw.subarray(meta.labels.offset, meta.labels.offset + meta.count);
+  if (images.length !== meta.count * pixels || labels.length !== meta.count)
+    throw new BundleError(bundle.dir, `${meta.file} is shorter than test_slice describes`);
+  return { count: meta.count, height: bundle.input.height, width: bundle.input.width, images, labels };
+}
+
+/** Pixel bytes → the encoder's float input (byte × scale + offset). */
+export function pixelsToInput(pixels: Uint8Array, bundle: Bundle): Float32Array {
+  const out = new Float32Array(pixels.length);
+  const { scale, offset } = bundle.input;
+  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * scale + offset;
+  return out;
+}
+
+/** Image `index` of the slice as pixel bytes. */
+export function slicePixels(slice: TestSlice, index: number): Uint8Array {
+  const n = slice.height * slice.width;
+  return slice.images.subarray(index * n, (index + 1) * n);
+}

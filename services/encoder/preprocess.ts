@@ -1,0 +1,85 @@
+import sharp from 'sharp';
+import type { InputSpec } from '../common/bundle.js';
+import { invalidArgument } from '../common/statusError.js';
+import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
+
+const IMAGE_FORMATS = new Set(['png', 'jpeg']);
+
+/**
+ * Decodes PNG or JPEG bytes into the encoder's input: grayscale (alpha flattened onto black, the
+ * dataset's background), resized to the bundle's size, each byte × scale + offset.
+ * @param maxPixels images with more pixels than this are refused before they are decoded.
+ */
+export async function imageToInput(bytes: Buffer, spec: InputSpec, maxPixels: number): Promise<Float32Array> {
+  if (bytes.length === 0) throw invalidArgument('image is empty');
+  let format: string | undefined;
+  let width = 0;
+  let height = 0;
+  try {
+    ({ format, width = 0, height = 0 } = await sharp(bytes).metadata());
+  } catch {
+    throw invalidArgument('image is not a decodable PNG or JPEG');
+  }
+  if (!format || !IMAGE_FORMATS.has(format)) throw invalidArgument(`image format ${format ?? 'unknown'} is not supported; send PNG or JPEG`);
+  if (width * height > maxPixels)
+    throw invalidArgument(`image is ${width}x${height}, more than the ${maxPixels} pixels this encoder decodes`);
+  let pixels: Buffer;
+  try {
+    pixels = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
+      .flatten({ background: '#000000' })
+      .toColourspace('b-w')
+      .resize(spec.width, spec.height, { fit: 'fill' })
+      .raw()
+      .toBuffer();
+  } catch (err) {
+    throw invalidArgument(`image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (pixels.length !== spec.width * spec.height) throw invalidArgument('image did not decode to one grayscale channel');
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * spec.scale + spec.offset;
+  return out;
+}
+
+/** The shapes a tensor for one image may take: [H, W], [1, H, W] or [1, 1, H, W]. */
+export function acceptedShapes(spec: InputSpec): number[][] {
+  return [[spec.height, spec.width], [1, spec.height, spec.width], [1, 1, spec.height, spec.width]];
+}
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+/** Validates a preprocessed tensor (shape, value count, finite values) and returns its values. */
+export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32Array {
+  const shapes = acceptedShapes(spec);
+  if (!shapes.some((s) => s.length === tensor.shape.length && s.every((d, i) => d === tensor.shape[i])))
+    throw invalidArgument(`tensor shape ${fmt(tensor.shape)} is not one of ${shapes.map(fmt).join(', ')}`);
+  const expected = spec.height * spec.width;
+  const hasValues = tensor.values.length > 0;
+  const hasRaw = tensor.raw.length > 0;
+  if (hasValues === hasRaw) throw invalidArgument('tensor must set exactly one of values or raw');
+  let values: Float32Array;
+  if (hasRaw) {
+    if (tensor.raw.length !== expected * 4)
+      throw invalidArgument(`tensor raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${expected * 4} (float32)`);
+    values = new Float32Array(expected);
+    for (let i = 0; i < expected; i++) values[i] = tensor.raw.readFloatLE(i * 4);
+  } else {
+    if (tensor.values.length !== expected)
+      throw invalidArgument(`tensor has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${expected}`);
+    values = Float32Array.from(tensor.values);
+  }
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw invalidArgument(`tensor value ${bad} is ${values[bad]}; values must be finite`);
+  return values;
+}
+
+/** The first `dimension` values, optionally scaled to unit L2 norm (a zero vector stays zero). */
+export function prefix(embedding: Float32Array, dimension: number, normalize: boolean): Float32Array {
+  const out = embedding.slice(0, dimension);
+  if (normalize) {
+    let sq = 0;
+    for (const v of out) sq += v * v;
+    const norm = Math.sqrt(sq);
+    if (norm > 0) for (let i = 0; i < out.length; i++) out[i]! /= norm;
+  }
+  return out;
+}

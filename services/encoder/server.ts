@@ -1,0 +1,71 @@
+import { loadBundle } from '../common/bundle.js';
+import { startGrpcServer } from '../common/grpcServer.js';
+import type { Logger } from '../common/logger.js';
+import { startMetricsServer } from '../common/metricsServer.js';
+import { loadMrlProtos } from '../common/protos.js';
+import { Batcher } from './batcher.js';
+import type { EncoderConfig } from './config.js';
+import { createEncoderMetrics } from './metrics.js';
+import { createEncoderService } from './service.js';
+import { EncoderSession } from './session.js';
+
+export interface RunningEncoder {
+  port: number;
+  metricsPort: number;
+  metrics: ReturnType<typeof createEncoderMetrics>;
+  /** Graceful stop: NOT_SERVING, finish in-flight calls, release the model. */
+  shutdown(): Promise<void>;
+}
+
+/** Loads the bundle and the ONNX session, then serves mrl.v1.Encoder, health, reflection and /metrics. */
+export async function startEncoder(config: EncoderConfig, logger: Logger): Promise<RunningEncoder> {
+  const bundle = await loadBundle(config.modelDir);
+  const metrics = createEncoderMetrics();
+  const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
+  const session = await EncoderSession.create(bundle, config, logger);
+  metrics.info.set({ model: bundle.id, execution_provider: session.provider }, 1);
+  const batcher = new Batcher<Float32Array, Float32Array>(
+    { maxBatch: config.maxBatch, maxDelayMs: config.maxBatchDelayMs, maxQueue: config.maxQueue },
+    async (images) => {
+      const end = metrics.inferenceSeconds.startTimer();
+      try {
+        return await session.encode(images);
+      } finally {
+        end();
+      }
+    },
+    {
+      batch: (size, waits) => {
+        metrics.batchSize.observe(size);
+        for (const w of waits) metrics.queueWait.observe(w);
+      },
+      depth: (n) => metrics.queueDepth.set(n),
+    },
+  );
+  const { definition, proto } = loadMrlProtos();
+  const grpcServer = await startGrpcServer({
+    serviceNames: ['mrl.v1.Encoder'],
+    packageDefinition: definition,
+    register: (server) =>
+      server.addService(
+        proto.mrl.v1.Encoder.service,
+        createEncoderService({ bundle, batcher, metrics, logger, maxImagePixels: config.maxImagePixels }),
+      ),
+    host: config.host,
+    port: config.port,
+    channelOptions: { 'grpc.max_receive_message_length': config.maxMessageBytes },
+    logger,
+  });
+  grpcServer.setServing(true);
+  logger.info('encoder serving', { grpc_port: grpcServer.port, metrics_port: metricsServer.port, model: bundle.id });
+  return {
+    port: grpcServer.port,
+    metricsPort: metricsServer.port,
+    metrics,
+    shutdown: async () => {
+      await grpcServer.shutdown(config.shutdownGraceMs);
+      await metricsServer.close();
+      await session.dispose();
+    },
+  };
+}
