@@ -1,0 +1,40 @@
+import { cascadeConfig } from '../../services/cascade/config.js';
+import { type RunningCascade, startCascade } from '../../services/cascade/server.js';
+import { classifierClient, encoderClient } from '../../services/common/clients.js';
+import type { Env } from '../../services/common/config.js';
+import { silentLogger } from '../../services/common/logger.js';
+import { encoderConfig } from '../../services/encoder/config.js';
+import { type RunningEncoder, startEncoder } from '../../services/encoder/server.js';
+
+export interface TestMesh {
+  encoder: RunningEncoder;
+  cascade: RunningCascade;
+  classifier: ReturnType<typeof classifierClient>;
+  encoderClient: ReturnType<typeof encoderClient>;
+  stop(): Promise<void>;
+}
+
+/** The real encoder and cascade, in this process, on free loopback ports, with the default model. */
+export async function startMesh(env: Env = {}): Promise<TestMesh> {
+  const loopback = { MRL_ENCODER_HOST: '127.0.0.1', MRL_CASCADE_HOST: '127.0.0.1' };
+  const ports = { MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0' };
+  const encoder = await startEncoder(encoderConfig({ ...loopback, ...ports, ...env }), silentLogger);
+  const cascade = await startCascade(
+    cascadeConfig({ ...loopback, ...ports, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...env }),
+    silentLogger,
+  );
+  const classifier = classifierClient(`127.0.0.1:${cascade.port}`);
+  const encoderCli = encoderClient(`127.0.0.1:${encoder.port}`);
+  return {
+    encoder,
+    cascade,
+    classifier,
+    encoderClient: encoderCli,
+    stop: async () => {
+      classifier.close();
+      encoderCli.close();
+      await cascade.shutdown();
+      await encoder.shutdown();
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cascade } from '../services/cascade/cascade.js';
+import { classify, encode, float32Bytes } from '../services/common/clients.js';
+import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { healthCheck } from './helpers/health.js';
+import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { delta, scrape } from './helpers/prom.js';
+
+let mesh: TestMesh;
+let bundle: Bundle;
+let slice: TestSlice;
+/** A slice image that every stage of the model labels correctly: the answer cannot depend on where the cascade exits. */
+let easy: number;
+
+const png = (pixels: Uint8Array) => sharp(Buffer.from(pixels), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+const tensorOf = (i: number) => ({ shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) });
+const grpcError = (p: Promise<unknown>) => p.then(() => expect.fail('expected an error'), (e: ServiceError) => e);
+
+beforeAll(async () => {
+  bundle = await loadBundle();
+  slice = await loadTestSlice(bundle);
+  mesh = await startMesh();
+  const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
+  for (easy = 0; easy < slice.count; easy++) {
+    const { embedding } = await encode(mesh.encoderClient, { tensor: tensorOf(easy) });
+    if (cascade.allStages(Float32Array.from(embedding)).every((s) => s.classIndex === slice.labels[easy])) break;
+  }
+});
+afterAll(() => mesh.stop());
+
+describe('Classify end to end (real encoder and cascade on loopback)', () => {
+  it('labels a PNG test image correctly, with dimension_used a nesting size that matches the trace', async () => {
+    const res = await classify(mesh.classifier, { image: await png(slicePixels(slice, easy)), top_k: 3 });
+    expect(res.label).toBe(bundle.labels[slice.labels[easy]!]);
+    expect(res.class_index).toBe(slice.labels[easy]);
+    expect(bundle.nesting).toContain(res.dimension_used);
+    const answered = res.trace[res.trace.length - 1]!;
+    expect(answered.dimension).toBe(res.dimension_used);
+    expect(answered.escalated).toBe(false);
+    expect(res.trace.slice(0, -1).every((s) => s.escalated && s.top_probability < s.threshold)).toBe(true);
+    expect(res.confidence).toBeCloseTo(answered.top_probability, 6);
+    expect(res.top).toHaveLength(3);
+    expect(res.top[0]!.label).toBe(res.label);
+    expect(res.model).toBe(bundle.id);
+  });
+
+  it('the full policy answers at the full size and labels most of the slice right', async () => {
+    let right = 0;
+    const n = 50;
+    const answers = await Promise.all(Array.from({ length: n }, (_, i) => classify(mesh.classifier, { tensor: tensorOf(i), policy: 'POLICY_FULL' })));
+    answers.forEach((a, i) => (right += a.class_index === slice.labels[i] ? 1 : 0));
+    expect(answers.every((a) => a.dimension_used === bundle.embeddingDim)).toBe(true);
+    expect(right / n).toBeGreaterThan(0.8);
+  });
+
+  it('the metrics move by exactly the calls made', async () => {
+    const before = await scrape(mesh.cascade.metricsPort);
+    const encBefore = await scrape(mesh.encoder.metricsPort);
+    const answers = await Promise.all([0, 1, 2, 3].map((i) => classify(mesh.classifier, { tensor: tensorOf(i) })));
+    const bad = await grpcError(classify(mesh.classifier, { tensor: { shape: [3, 28, 28], values: [1] } }));
+    expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    const after = await scrape(mesh.cascade.metricsPort);
+    const encAfter = await scrape(mesh.encoder.metricsPort);
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="OK"}')).toBe(4);
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(1);
+    expect(delta(before, after, 'mrl_cascade_dimension_used_count')).toBe(4);
+    expect(delta(before, after, 'mrl_cascade_dimension_used_sum')).toBe(answers.reduce((s, a) => s + a.dimension_used, 0));
+    for (const m of bundle.nesting)
+      expect(delta(before, after, `mrl_cascade_exits_total{dimension="${m}"}`)).toBe(answers.filter((a) => a.dimension_used === m).length);
+    expect(delta(encBefore, encAfter, 'mrl_encoder_requests_total{code="OK"}')).toBe(4);
+    expect(delta(encBefore, encAfter, 'mrl_encoder_requests_total{code="INVALID_ARGUMENT"}')).toBe(1);
+  });
+
+  it('a precomputed embedding skips the encoder and gets the same answer', async () => {
+    const full = await encode(mesh.encoderClient, { tensor: tensorOf(5) });
+    expect(full.embedding).toHaveLength(bundle.embeddingDim);
+    const viaImage = await classify(mesh.classifier, { tensor: tensorOf(5) });
+    const before = await scrape(mesh.encoder.metricsPort);
+    const viaEmbedding = await classify(mesh.classifier, { embedding: { values: full.embedding } });
+    const after = await scrape(mesh.encoder.metricsPort);
+    expect(delta(before, after, 'mrl_encoder_requests_total{code="OK"}')).toBe(0);
+    expect(viaEmbedding.class_index).toBe(viaImage.class_index);
+    expect(viaEmbedding.dimension_used).toBe(viaImage.dimension_used);
+    expect(viaEmbedding.confidence).toBeCloseTo(viaImage.confidence, 5);
+  });
+
+  it('caps the dimension and forces the full size on request', async () => {
+    const capped = await classify(mesh.classifier, { tensor: tensorOf(6), max_dimension: 16, policy: 'POLICY_FULL' });
+    expect(capped.dimension_used).toBe(16);
+    expect(capped.trace).toHaveLength(1);
+  });
+
+  it('Encode returns a prefix, L2-normalised on request', async () => {
+    const res = await encode(mesh.encoderClient, { tensor: tensorOf(7), dimension: 64, normalize: true });
+    expect(res.embedding).toHaveLength(64);
+    expect(Math.hypot(...res.embedding)).toBeCloseTo(1, 5);
+    expect(res.full_dimension).toBe(bundle.embeddingDim);
+  });
+
+  it('answers bad input with INVALID_ARGUMENT and a message that names the problem, and keeps serving', async () => {
+    const cases: [Parameters<typeof classify>[1], RegExp][] = [
+      [{ tensor: { shape: [3, 28, 28], values: new Array(3 * 784).fill(0) } }, /tensor shape \[3, 28, 28\] is not one of/],
+      [{ tensor: { shape: [28, 28], values: [1, 2, 3] } }, /tensor has 3 values; shape \[28, 28\] needs 784/],
+      [{ image: Buffer.from('definitely not an image') }, /image is not a decodable PNG or JPEG/],
+      [{ image: Buffer.alloc(0) }, /request has no input|image is empty/],
+      [{}, /request has no input/],
+      [{ embedding: { values: [1, 2, 3] } }, /embedding has 3 values; expected one of the nesting sizes/],
+      [{ embedding: { values: new Array(8).fill(Number.NaN) } }, /embedding value 0 is NaN/],
+      [{ tensor: tensorOf(0), max_dimension: 100 }, /max_dimension 100 is not 0 or one of the nesting sizes/],
+      [{ tensor: tensorOf(0), top_k: 11 }, /top_k 11 is more than the 10 classes/],
+    ];
+    for (const [request, message] of cases) {
+      const err = await grpcError(classify(mesh.classifier, request));
+      expect(err.code, String(message)).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(message);
+    }
+    expect(await healthCheck(mesh.cascade.port, 'mrl.v1.Classifier')).toBe('SERVING');
+    expect(await healthCheck(mesh.encoder.port, 'mrl.v1.Encoder')).toBe('SERVING');
+    const ok = await classify(mesh.classifier, { image: await png(slicePixels(slice, easy)) });
+    expect(ok.class_index).toBe(slice.labels[easy]);
+  });
+});
