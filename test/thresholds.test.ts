@@ -1,0 +1,76 @@
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cascade } from '../services/cascade/cascade.js';
+import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { classify, encode, float32Bytes } from '../services/common/clients.js';
+import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { scrape } from './helpers/prom.js';
+
+let dir: string;
+let file: string;
+let mesh: TestMesh;
+let bundle: Bundle;
+let tensor: { shape: number[]; raw: Buffer };
+
+/** Replaces the file the way a ConfigMap update does: a new file renamed over the old one. */
+async function writeThresholds(thresholds: number[] | string): Promise<void> {
+  const next = join(dir, 'next.json');
+  await writeFile(next, typeof thresholds === 'string' ? thresholds : JSON.stringify({ thresholds }));
+  await rename(next, file);
+}
+
+async function dimensionUsedEventually(expected: number): Promise<void> {
+  const until = Date.now() + 5000;
+  let last = 0;
+  while (Date.now() < until) {
+    last = (await classify(mesh.classifier, { tensor })).dimension_used;
+    if (last === expected) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(last).toBe(expected);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mrl-thresholds-'));
+  file = join(dir, 'thresholds.json');
+  bundle = await loadBundle();
+  await writeThresholds(new Array(bundle.nesting.length - 1).fill(0));
+  mesh = await startMesh({ MRL_THRESHOLDS_FILE: file, MRL_THRESHOLDS_POLL_MS: '20' });
+  // An image that no stage is certain about, so thresholds of 1 make every stage escalate.
+  const slice = await loadTestSlice(bundle);
+  const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
+  for (let i = 0; i < slice.count; i++) {
+    tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) };
+    const { embedding } = await encode(mesh.encoderClient, { tensor });
+    if (cascade.allStages(Float32Array.from(embedding)).every((s) => s.topProbability < 0.999)) break;
+  }
+});
+afterAll(async () => {
+  await mesh.stop();
+  await rm(dir, { recursive: true });
+});
+
+describe('thresholds override file', () => {
+  it('is what the running service uses, and a change takes effect without a restart', async () => {
+    await dimensionUsedEventually(bundle.nesting[0]!);
+    await writeThresholds(new Array(bundle.nesting.length - 1).fill(1));
+    await dimensionUsedEventually(bundle.embeddingDim);
+    const metrics = await scrape(mesh.cascade.metricsPort);
+    expect(metrics.get(`mrl_cascade_threshold{dimension="${bundle.nesting[0]}"}`)).toBe(1);
+  });
+
+  it('a broken file is refused and the last good thresholds stay', async () => {
+    await writeThresholds(new Array(bundle.nesting.length - 1).fill(1));
+    await dimensionUsedEventually(bundle.embeddingDim);
+    const before = (await scrape(mesh.cascade.metricsPort)).get('mrl_cascade_threshold_reloads_total{result="error"}') ?? 0;
+    await writeThresholds([0.5, 0.5]);
+    const until = Date.now() + 5000;
+    while (Date.now() < until && ((await scrape(mesh.cascade.metricsPort)).get('mrl_cascade_threshold_reloads_total{result="error"}') ?? 0) === before)
+      await new Promise((r) => setTimeout(r, 20));
+    expect((await scrape(mesh.cascade.metricsPort)).get('mrl_cascade_threshold_reloads_total{result="error"}')).toBe(before + 1);
+    expect((await classify(mesh.classifier, { tensor })).dimension_used).toBe(bundle.embeddingDim);
+  });
+});
