@@ -93,7 +93,8 @@ def accuracy_table(results: dict[str, dict], split: str) -> str:
     return "\n".join(rows)
 
 
-def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc: dict, thresholds) -> str:
+def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc: dict, thresholds,
+               calibrated: bool) -> str:
     trained = ", ".join(f"`{n}` {r['seconds']:.0f} s" for n, r in results.items())
     return f"""# {BUNDLES[kind]} {VERSION}
 
@@ -125,18 +126,43 @@ identical images ({ds.duplicates_across_test_and_train} across test and train,
 weight decay {cfg["weight_decay"]}), {cfg["augmentation"]}; loss: the sum of the per-size
 cross-entropies. Seed {cfg["seed"]}, torch {cfg["torch"]}, CPU. Training time: {trained}.
 
-Initial cascade thresholds (stages 8 ... 256; the 512 stage always answers):
+Cascade thresholds (stages 8 ... 256; the 512 stage always answers), {
+"calibrated on the validation split by `npx mrl calibrate` (record in model.json)" if calibrated else
+"initial: per stage, the lowest whose accepted validation images are as accurate as the full size; "
+"`npx mrl calibrate` replaces them"}:
 {", ".join(f"{t:.4f}" for t in thresholds)}.
 
-Regenerate every number here from the repository root:
+Regenerate every number here from the repository root (training takes about 2 hours on 2 CPU cores):
 
-    /usr/bin/python3 -m training.train
+    npm run train && npx mrl calibrate && npx mrl report
 """
 
 
+REPORT_START = "<!-- mrl report: start -->"
+REPORT_END = "<!-- mrl report: end -->"
+
+
+def previous_calibration(out: str, checkpoint: str) -> tuple[dict, str]:
+    """What `mrl calibrate` and `mrl report` wrote for these same weights, kept across re-exports
+    (a later variant's training rewrites the bundle's card): (model.json fields, card section)."""
+    try:
+        with open(os.path.join(out, "model.json")) as f:
+            old = json.load(f)
+        with open(os.path.join(out, "README.md")) as f:
+            card = f.read()
+    except (OSError, ValueError):
+        return {}, ""
+    if old.get("training", {}).get("checkpoint") != checkpoint or "calibration" not in old:
+        return {}, ""
+    a, b = card.find(REPORT_START), card.find(REPORT_END)
+    section = card[a:b + len(REPORT_END)] if 0 <= a < b else ""
+    return {"thresholds": old["thresholds"], "calibration": old["calibration"]}, section
+
+
 def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, cfg: dict, out: str,
-                 log) -> None:
+                 checkpoint: str, log) -> None:
     os.makedirs(out, exist_ok=True)
+    kept, report_section = previous_calibration(out, checkpoint)
     encoder = model.encoder.to(memory_format=torch.contiguous_format).eval()
     torch.onnx.export(encoder, torch.zeros(1, 1, 28, 28), os.path.join(out, "encoder.onnx"),
                       input_names=["input"], output_names=["embedding"], opset_version=13,
@@ -175,7 +201,7 @@ def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, 
                        "test_indices": f"first {SLICE_SIZE} of numpy default_rng({cfg['seed']}).permutation(10000)",
                        "sha256": hashlib.sha256(slice_bytes).hexdigest()},
         "reference_embeddings": {"file": "reference-embeddings.json", "count": REFERENCE_COUNT},
-        "training": {**cfg, "data": {"train": int(len(ds.train.labels)), "validation": int(len(ds.val.labels)),
+        "training": {**cfg, "checkpoint": checkpoint, "data": {"train": int(len(ds.train.labels)), "validation": int(len(ds.val.labels)),
                                      "test": int(len(ds.test.labels)), "dropped_malformed": ds.dropped,
                                      "duplicate_groups": ds.duplicate_groups},
                      "seconds": {n: r["seconds"] for n, r in results.items()}},
@@ -183,11 +209,14 @@ def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, 
                     "validation_accuracy": {n: r["val_accuracy"] for n, r in results.items()},
                     "slice_accuracy": slice_acc},
     }
+    meta.update(kept)
     with open(os.path.join(out, "model.json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
     with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(model_card(kind, results, ds, cfg, slice_acc, thresholds))
+        f.write(model_card(kind, results, ds, cfg, slice_acc, meta["thresholds"], bool(kept)))
+        if report_section:
+            f.write("\n" + report_section + "\n")
     log(f"wrote {os.path.relpath(out)}")
 
 
@@ -197,4 +226,5 @@ def write_bundles(runs: str, models: str, ds: data.Dataset, cfg: dict, log) -> N
     for kind, folder in BUNDLES.items():
         model = load_model(runs, cfg, kind, NESTING)
         if model is not None:
-            write_bundle(kind, model, results, ds, cfg, os.path.join(models, folder), log)
+            checkpoint = os.path.basename(checkpoint_path(runs, kind, cfg))
+            write_bundle(kind, model, results, ds, cfg, os.path.join(models, folder), checkpoint, log)

@@ -1,4 +1,4 @@
-import { exitsAt } from './cascade.js';
+import { exitsAt, type Policy } from './cascade.js';
 
 /**
  * Every stage's outcome for every sample of a labelled split: what calibration searches and
@@ -21,12 +21,20 @@ export interface Replay {
   exits: number[];
 }
 
+export interface ReplayOptions {
+  /** Index of the largest stage allowed (the dimension cap); default the last. */
+  lastStage?: number;
+  /** `full` answers at `lastStage` alone, as the service's full policy does. Default `cascade`. */
+  policy?: Policy;
+}
+
 /** Runs the cascade's exit rule (`exitsAt`, as the service does) over the table. */
-export function replay(table: StageTable, thresholds: readonly number[], lastStage = table.dims.length - 1): Replay {
+export function replay(table: StageTable, thresholds: readonly number[], options: ReplayOptions = {}): Replay {
   const K = table.dims.length;
+  const lastStage = options.lastStage ?? K - 1;
   const out: Replay = { correct: 0, dimensionSum: 0, exits: new Array<number>(K).fill(0) };
   for (let i = 0; i < table.n; i++) {
-    for (let k = 0; k <= lastStage; k++) {
+    for (let k = options.policy === 'full' ? lastStage : 0; k <= lastStage; k++) {
       if (!exitsAt(k, lastStage, table.top[i * K + k]!, thresholds)) continue;
       out.exits[k]!++;
       out.dimensionSum += table.dims[k]!;
@@ -223,7 +231,7 @@ function exhaustive(table: StageTable, objective: Objective, maxWork: number): n
 export interface SearchOptions {
   /** Small tables are searched exhaustively while candidates combined × samples stay under this (default 2e7). */
   exhaustiveWork?: number;
-  /** Candidates per stage tried in hold-one moves (default 48). */
+  /** Candidates per stage tried in hold-one moves (default 32). */
   holdCandidates?: number;
 }
 
@@ -251,7 +259,7 @@ export function searchThresholds(table: StageTable, objective: Objective, option
   let bestT = coordinateDescent(table, full, objective);
   let best = at(bestT);
   const dMax = table.dims[K - 1]!;
-  for (let e = -2; e <= 4; e += 0.25) {
+  for (let e = -2; e <= 4; e += 0.5) {
     const t = coordinateDescent(table, coordinateDescent(table, full, { kind: 'lagrangian', lambda: dMax * 10 ** e }), objective);
     const p = at(t);
     if (better(objective, p, best)) {
@@ -259,9 +267,9 @@ export function searchThresholds(table: StageTable, objective: Objective, option
       bestT = t;
     }
   }
-  for (let moved = holdOneMove(table, bestT, objective, options.holdCandidates ?? 48); moved; ) {
+  for (let moved = holdOneMove(table, bestT, objective, options.holdCandidates ?? 32); moved; ) {
     bestT = coordinateDescent(table, moved, objective);
-    moved = holdOneMove(table, bestT, objective, options.holdCandidates ?? 48);
+    moved = holdOneMove(table, bestT, objective, options.holdCandidates ?? 32);
   }
   return result(bestT);
 }

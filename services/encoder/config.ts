@@ -26,6 +26,13 @@ export interface EncoderConfig {
   maxImagePixels: number;
   /** MRL_MAX_MESSAGE_BYTES: largest request accepted (default 4194304). */
   maxMessageBytes: number;
+  /**
+   * MRL_MAX_CONNECTION_AGE_MS: a client connection is closed (GOAWAY) after this long, ms;
+   * 0 = never (default 0). Clients that balance over DNS (a headless Service) reconnect and
+   * re-resolve, so pods added by a scale-up get traffic within this age. Calls in flight
+   * when it expires get MRL_SHUTDOWN_GRACE_MS to finish.
+   */
+  maxConnectionAgeMs: number;
   /** MRL_SHUTDOWN_GRACE_MS: how long in-flight calls may finish after SIGTERM (default 10000). */
   shutdownGraceMs: number;
   /** MRL_LOG_LEVEL: debug, info, warn or error (default info). */
@@ -50,6 +57,7 @@ export function encoderConfig(env: Env): EncoderConfig {
     maxQueue: r.int('MRL_MAX_QUEUE', 1024, 1, 1_000_000),
     maxImagePixels: r.int('MRL_MAX_IMAGE_PIXELS', 2048 * 2048, 1, 1 << 28),
     maxMessageBytes: r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30),
+    maxConnectionAgeMs: r.int('MRL_MAX_CONNECTION_AGE_MS', 0, 0, 86_400_000),
     shutdownGraceMs: r.int('MRL_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel: r.logLevel(),
   };

@@ -53,7 +53,13 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
       ),
     host: config.host,
     port: config.port,
-    channelOptions: { 'grpc.max_receive_message_length': config.maxMessageBytes },
+    channelOptions: {
+      'grpc.max_receive_message_length': config.maxMessageBytes,
+      // grpc-js takes 0 as "close at once", so "never" is leaving the option out.
+      ...(config.maxConnectionAgeMs > 0
+        ? { 'grpc.max_connection_age_ms': config.maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': config.shutdownGraceMs }
+        : {}),
+    },
     logger,
   });
   grpcServer.setServing(true);
