@@ -1,0 +1,155 @@
+import * as grpc from '@grpc/grpc-js';
+import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { classifierClient, encoderClient, float32Bytes } from '../services/common/clients.js';
+import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
+import { loadMrlProtos } from '../services/common/protos.js';
+import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { ECHO_SERVICE } from './echoServer.js';
+
+/** One load point, run in its own process so the client's CPU is separate and measurable. */
+export interface LoadSpec {
+  target: string;
+  call: 'classify' | 'classify-full' | 'encode' | 'echo';
+  mode: 'closed' | 'open';
+  /** closed: requests in flight. */
+  concurrency: number;
+  /** open: requests per second. */
+  rate: number;
+  warmupMs: number;
+  durationMs: number;
+  deadlineMs: number;
+}
+
+export interface LoadResult {
+  spec: LoadSpec;
+  requests: number;
+  rps: number;
+  p50_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  errors: Record<string, number>;
+  avg_dimension: number | null;
+  client_cpu_seconds: number;
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+type Send = (i: number) => Promise<number | undefined>;
+
+function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
+  const deadline = () => Date.now() + spec.deadlineMs;
+  const tensor = (i: number) => ({ shape: [bundle.input.height, bundle.input.width], raw: images[i % images.length]! });
+  const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void) =>
+    new Promise<T>((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res!))));
+  switch (spec.call) {
+    case 'echo': {
+      const Echo = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+      const client = new Echo(spec.target, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+        Echo(req: Buffer, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): void;
+      };
+      const serialize = loadMrlProtos().proto.mrl.v1.Classifier.service.Classify.requestSerialize as (r: ClassifyRequest) => Buffer;
+      const payloads = images.map((_, i) => serialize({ tensor: tensor(i) }));
+      return async (i) => {
+        await unary<Buffer>((cb) => client.Echo(payloads[i % payloads.length]!, { deadline: deadline() }, cb));
+        return undefined;
+      };
+    }
+    case 'encode': {
+      const client = encoderClient(spec.target);
+      return async (i) => {
+        await unary((cb) => client.Encode({ tensor: tensor(i) }, { deadline: deadline() }, cb));
+        return undefined;
+      };
+    }
+    default: {
+      const client = classifierClient(spec.target);
+      const policy = spec.call === 'classify-full' ? 'POLICY_FULL' : 'POLICY_CASCADE';
+      return async (i) => (await unary<{ dimension_used: number }>((cb) => client.Classify({ tensor: tensor(i), policy }, { deadline: deadline() }, cb))).dimension_used;
+    }
+  }
+}
+
+export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const bundle = await loadBundle();
+  const slice = await loadTestSlice(bundle);
+  const images = Array.from({ length: 256 }, (_, i) => float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)));
+  const send = callFactory(spec, bundle, images);
+  const latencies: number[] = [];
+  const errors: Record<string, number> = {};
+  let dims = 0;
+  let dimCount = 0;
+  const start = performance.now();
+  const measureFrom = start + spec.warmupMs;
+  const end = measureFrom + spec.durationMs;
+  let cpuAt: NodeJS.CpuUsage | undefined;
+  let n = 0;
+  const one = async () => {
+    const t0 = performance.now();
+    try {
+      const dim = await send(n++);
+      if (t0 >= measureFrom) {
+        latencies.push(performance.now() - t0);
+        if (dim !== undefined) {
+          dims += dim;
+          dimCount++;
+        }
+      }
+    } catch (err) {
+      if (t0 >= measureFrom) {
+        const code = grpc.status[(err as grpc.ServiceError).code] ?? 'UNKNOWN';
+        errors[code] = (errors[code] ?? 0) + 1;
+      }
+    }
+  };
+  setTimeout(() => (cpuAt = process.cpuUsage()), spec.warmupMs).unref();
+  if (spec.mode === 'closed') {
+    await Promise.all(
+      Array.from({ length: spec.concurrency }, async () => {
+        while (performance.now() < end) await one();
+      }),
+    );
+  } else {
+    const inflight = new Set<Promise<void>>();
+    let sent = 0;
+    while (performance.now() < end) {
+      const due = Math.floor(((performance.now() - start) / 1000) * spec.rate);
+      for (; sent < due && inflight.size < 20_000; sent++) {
+        const p = one().finally(() => inflight.delete(p));
+        inflight.add(p);
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(inflight);
+  }
+  const cpu = process.cpuUsage(cpuAt);
+  const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
+  latencies.sort((a, b) => a - b);
+  const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
+  return {
+    spec,
+    requests: latencies.length + errorCount,
+    rps: latencies.length / elapsed,
+    p50_ms: quantile(latencies, 0.5),
+    p95_ms: quantile(latencies, 0.95),
+    p99_ms: quantile(latencies, 0.99),
+    errors,
+    avg_dimension: dimCount ? dims / dimCount : null,
+    client_cpu_seconds: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  runLoad(JSON.parse(process.argv[2]!) as LoadSpec).then(
+    (r) => {
+      console.log(JSON.stringify(r));
+      process.exit(0);
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

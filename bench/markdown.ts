@@ -1,0 +1,41 @@
+import type { BenchResult, MeshPoint } from './run.js';
+import type { LoadResult } from './loadClient.js';
+
+const f = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || Number.isNaN(x) ? '—' : x.toFixed(digits));
+const errs = (e: Record<string, number>) => Object.entries(e).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
+
+function row(name: string, p: LoadResult | MeshPoint): string {
+  const m = p as Partial<MeshPoint>;
+  const load = p.spec.mode === 'open' ? `open ${p.spec.rate}/s` : `c=${p.spec.concurrency}`;
+  return `| ${name} | ${load} | ${f(p.rps)} | ${f(p.p50_ms, 2)} | ${f(p.p95_ms, 2)} | ${f(p.p99_ms, 2)} | ${errs(p.errors)} | ${f(p.avg_dimension, 1)} | ${f(m.encoder_avg_batch, 1)} | ${f(m.encoder_cpu_seconds, 1)} / ${f(m.cascade_cpu_seconds, 1)} / ${f(p.client_cpu_seconds, 1)} |`;
+}
+
+/** The benchmark as the Markdown table the README quotes. */
+export function markdownReport(r: BenchResult): string {
+  return [
+    `# Benchmark ${r.quick ? '(quick smoke run) ' : ''}${r.date}`,
+    '',
+    `Machine: ${r.machine.cpus} × ${r.machine.cpu_model}, ${r.machine.memory_gib} GiB, Node ${r.machine.node}; services and client share the machine.`,
+    '',
+    '| what | load | req/s | p50 ms | p95 ms | p99 ms | errors | avg dim | encoder batch | CPU s enc / casc / client |',
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
+    ...r.echo.map((p) => row('grpc-js echo (transport limit)', p)),
+    row('encoder alone, Encode', r.encoder_alone),
+    ...r.cascade.map((p) => row('mesh, cascade', p)),
+    ...r.full.map((p) => row('mesh, full size', p)),
+    row('mesh, cascade, half saturated rate', r.open_loop),
+    '',
+    `Raw onnxruntime-node (compute limit), images/s by batch: ${r.raw_encoder.map((p) => `${p.batch}: ${f(p.images_per_second)}`).join(', ')}.`,
+    '',
+    `Peak RSS: encoder ${f(r.peak_rss_bytes.encoder / 2 ** 20)} MiB, cascade ${f(r.peak_rss_bytes.cascade / 2 ** 20)} MiB.`,
+    '',
+    '| heads (L = 1000, d = 2048) | avg dim | cascade µs/req | full µs/req | time ratio | dim ratio |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...r.heads.map((h) => `| ${h.kind} | ${f(h.avg_dimension, 1)} | ${f(h.cascade_us_per_request)} | ${f(h.full_us_per_request)} | ${f(h.time_ratio, 3)} | ${f(h.dimension_ratio, 3)} |`),
+    '',
+    '| ratio | value |',
+    '| --- | ---: |',
+    ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${f(v, 2)} |`),
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,159 @@
+/**
+ * `npm run bench`: the mesh against its two limits, side by side, in one run.
+ * - compute limit: onnxruntime-node in-process, batch sizes 1…256;
+ * - transport limit: a bare single-hop grpc-js unary echo with the same request payload;
+ * - the mesh (encoder + cascade processes), closed-loop concurrency sweep and an open loop at half
+ *   the saturated rate, with the cascade policy and with the full-size (no-cascade) baseline;
+ * - head compute for a synthetic L = 1000, d = 2048 bundle, cascade against full size.
+ * Load comes from separate client processes. Results: bench/results/latest.{json,md}.
+ * `--quick` runs a short smoke version (`--out DIR` writes elsewhere).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadBundle } from '../services/common/bundle.js';
+import { delta, scrape } from '../test/helpers/prom.js';
+import { type HeadTimeResult, headTimeBenchmark } from './headTime.js';
+import type { LoadResult, LoadSpec } from './loadClient.js';
+import { type Spawned, runInChild, spawnTs } from './processes.js';
+import { cpuSeconds, peakRssBytes } from './procStats.js';
+import { rawEncoderThroughput } from './rawEncoder.js';
+import { markdownReport } from './markdown.js';
+
+const CLIENT = fileURLToPath(new URL('./loadClient.ts', import.meta.url));
+
+export interface MeshPoint extends LoadResult {
+  encoder_cpu_seconds: number;
+  cascade_cpu_seconds: number;
+  encoder_avg_batch: number | null;
+}
+
+export interface BenchResult {
+  date: string;
+  machine: { cpus: number; cpu_model: string; memory_gib: number; node: string };
+  quick: boolean;
+  raw_encoder: { batch: number; images_per_second: number }[];
+  echo: LoadResult[];
+  encoder_alone: MeshPoint;
+  cascade: MeshPoint[];
+  full: MeshPoint[];
+  open_loop: MeshPoint;
+  heads: HeadTimeResult[];
+  peak_rss_bytes: { encoder: number; cascade: number };
+  ratios: Record<string, number>;
+}
+
+const serving = (service: string) => (line: Record<string, unknown>) => line.msg === `${service} serving`;
+
+async function startMesh() {
+  const common = { MRL_LOG_LEVEL: 'warn' };
+  const encoder = spawnTs('services/encoder/main.ts', { ...common, MRL_LOG_LEVEL: 'info', MRL_ENCODER_HOST: '127.0.0.1', MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0' }, serving('encoder'));
+  const e = await encoder.ready;
+  const cascade = spawnTs(
+    'services/cascade/main.ts',
+    { ...common, MRL_LOG_LEVEL: 'info', MRL_CASCADE_HOST: '127.0.0.1', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0', MRL_ENCODER_TARGET: `127.0.0.1:${e.grpc_port}` },
+    serving('cascade'),
+  );
+  const c = await cascade.ready;
+  return {
+    encoder,
+    cascade,
+    ports: { encoder: Number(e.grpc_port), encoderMetrics: Number(e.metrics_port), cascade: Number(c.grpc_port), cascadeMetrics: Number(c.metrics_port) },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: fileURLToPath(new URL('./results', import.meta.url)) } } });
+  const quick = values.quick;
+  const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 4000 };
+  const sweep = quick ? [1, 8] : [1, 8, 64, 256];
+  const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+  const bundle = await loadBundle();
+
+  log('raw onnxruntime-node throughput (compute limit)');
+  const raw = await rawEncoderThroughput(bundle, quick ? [1, 8] : [1, 2, 4, 8, 16, 32, 64, 128, 256], quick ? 0.2 : 1.5);
+
+  const spec = (target: string, call: LoadSpec['call'], concurrency: number, mode: LoadSpec['mode'] = 'closed', rate = 0): LoadSpec => ({
+    target,
+    call,
+    mode,
+    concurrency,
+    rate,
+    deadlineMs: 10_000,
+    ...timing,
+  });
+
+  log('single-hop grpc-js echo (transport limit)');
+  const echoServer = spawnTs('bench/echoServer.ts', {}, (l) => typeof l.port === 'number');
+  const echoPort = (await echoServer.ready).port as number;
+  const echo: LoadResult[] = [];
+  for (const c of sweep) echo.push(await runInChild<LoadResult>(CLIENT, spec(`127.0.0.1:${echoPort}`, 'echo', c)));
+  await echoServer.stop();
+
+  log('mesh');
+  const mesh = await startMesh();
+  const measure = async (s: LoadSpec): Promise<MeshPoint> => {
+    const pids = { e: mesh.encoder.child.pid!, c: mesh.cascade.child.pid! };
+    const cpu0 = { e: cpuSeconds(pids.e), c: cpuSeconds(pids.c) };
+    const m0 = await scrape(mesh.ports.encoderMetrics);
+    const r = await runInChild<LoadResult>(CLIENT, s);
+    const m1 = await scrape(mesh.ports.encoderMetrics);
+    const batches = delta(m0, m1, 'mrl_encoder_batch_size_count');
+    return {
+      ...r,
+      encoder_cpu_seconds: cpuSeconds(pids.e) - cpu0.e,
+      cascade_cpu_seconds: cpuSeconds(pids.c) - cpu0.c,
+      encoder_avg_batch: batches ? delta(m0, m1, 'mrl_encoder_batch_size_sum') / batches : null,
+    };
+  };
+  const cascadeTarget = `127.0.0.1:${mesh.ports.cascade}`;
+  await runInChild<LoadResult>(CLIENT, spec(cascadeTarget, 'classify', 8)); // warm-up
+  const encoderAlone = await measure(spec(`127.0.0.1:${mesh.ports.encoder}`, 'encode', quick ? 8 : 64));
+  const cascade: MeshPoint[] = [];
+  for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
+  const full: MeshPoint[] = [];
+  for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
+  const saturated = Math.max(...cascade.map((p) => p.rps));
+  const openLoop = await measure(spec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
+  const peak = { encoder: peakRssBytes(mesh.encoder.child.pid!), cascade: peakRssBytes(mesh.cascade.child.pid!) };
+  await mesh.cascade.stop();
+  await mesh.encoder.stop();
+
+  log('head compute, L = 1000, d = 2048');
+  const heads = (['mrl', 'mrl-e'] as const).map((k) => headTimeBenchmark(k, 1000, 2048, quick ? 40 : 400));
+
+  const at = <T extends { spec: LoadSpec }>(points: T[], c: number) => points.find((p) => p.spec.concurrency === c) ?? points.at(-1)!;
+  const c64 = quick ? 8 : 64;
+  const rawAt = (b: number) => raw.find((p) => p.batch === b)?.images_per_second ?? NaN;
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version },
+    quick,
+    raw_encoder: raw,
+    echo,
+    encoder_alone: encoderAlone,
+    cascade,
+    full,
+    open_loop: openLoop,
+    heads,
+    peak_rss_bytes: peak,
+    ratios: {
+      [`unary_classify_c${c64}_over_echo`]: at(cascade, c64).rps / at(echo, c64).rps,
+      [`full_policy_c${c64}_over_echo`]: at(full, c64).rps / at(echo, c64).rps,
+      [`encoder_alone_over_echo_c${c64}`]: encoderAlone.rps / at(echo, c64).rps,
+      encoder_alone_avg_batch: encoderAlone.encoder_avg_batch ?? NaN,
+      [`encoder_alone_over_raw_batch${c64}`]: encoderAlone.rps / rawAt(c64),
+      open_loop_half_rate_p99_over_c1_p50: openLoop.p99_ms / at(cascade, 1).p50_ms,
+      ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}`, h.time_ratio / h.dimension_ratio])),
+    },
+  };
+  await mkdir(values.out, { recursive: true });
+  await writeFile(join(values.out, 'latest.json'), JSON.stringify(result, null, 2) + '\n');
+  const md = markdownReport(result);
+  await writeFile(join(values.out, 'latest.md'), md);
+  console.log(md);
+}
+
+await main();

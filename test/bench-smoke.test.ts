@@ -1,0 +1,32 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import type { BenchResult } from '../bench/run.js';
+
+describe('npm run bench (quick smoke run)', () => {
+  it('runs every part and writes a well-formed result', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'mrl-bench-'));
+    try {
+      await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick', '--out', out], { maxBuffer: 1 << 24 });
+      const r = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as BenchResult;
+      expect(r.quick).toBe(true);
+      expect(r.raw_encoder.map((p) => p.batch)).toEqual([1, 8]);
+      for (const p of [...r.echo, ...r.cascade, ...r.full, r.encoder_alone, r.open_loop]) {
+        expect(p.requests).toBeGreaterThan(0);
+        expect(p.errors).toEqual({});
+        expect(p.p50_ms).toBeLessThanOrEqual(p.p99_ms);
+      }
+      expect(r.full.every((p) => p.avg_dimension === 512)).toBe(true);
+      expect(r.cascade.every((p) => p.avg_dimension! >= 8 && p.avg_dimension! <= 512)).toBe(true);
+      expect(r.heads.map((h) => h.kind)).toEqual(['mrl', 'mrl-e']);
+      expect(Object.values(r.ratios).every((v) => Number.isFinite(v) && v > 0)).toBe(true);
+      const md = await readFile(join(out, 'latest.md'), 'utf8');
+      expect(md).toMatch(/\| mesh, cascade \| c=8 \|/);
+    } finally {
+      await rm(out, { recursive: true });
+    }
+  }, 180_000);
+});
