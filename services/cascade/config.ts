@@ -1,6 +1,7 @@
 import { DEFAULT_MODEL_DIR } from '../common/bundle.js';
-import { type Env, envReader } from '../common/config.js';
+import { type Env, distinctPorts, envReader, isGrpcTarget, isHost } from '../common/config.js';
 import type { LogLevel } from '../common/logger.js';
+import { type ClientTls, type ServerTls, clientTlsSettings, serverTlsSettings } from '../common/tls.js';
 import type { BreakerOptions } from './encoderClient.js';
 
 export interface CascadeConfig {
@@ -12,8 +13,27 @@ export interface CascadeConfig {
   port: number;
   /** MRL_CASCADE_METRICS_PORT: Prometheus /metrics port (default 9464). */
   metricsPort: number;
+  /**
+   * MRL_CASCADE_HEALTH_PORT: a plaintext port serving only grpc.health.v1, for probes that cannot
+   * speak TLS (default: none; the gRPC port serves health too).
+   */
+  healthPort?: number;
+  /**
+   * MRL_TLS_CERT_FILE, MRL_TLS_KEY_FILE: PEM certificate chain and key; set, the gRPC port speaks
+   * TLS. MRL_TLS_CLIENT_CA_FILE: PEM CA; set, clients must present a certificate it signed
+   * (mutual TLS). Default: plaintext.
+   */
+  tls?: ServerTls;
   /** MRL_ENCODER_TARGET: the encoder, `host:port` or `dns:///name:port` (default localhost:50052). */
   encoderTarget: string;
+  /**
+   * MRL_ENCODER_TLS_CA_FILE: PEM CA the encoder's certificate must chain to; set, the encoder
+   * channel uses TLS (default: plaintext). MRL_ENCODER_TLS_CERT_FILE, MRL_ENCODER_TLS_KEY_FILE:
+   * the cascade's client certificate, for an encoder that requires one (mutual TLS).
+   * MRL_ENCODER_TLS_SERVER_NAME: the name the encoder's certificate carries, when it is not the
+   * target's host (default: the target's host).
+   */
+  encoderTls?: ClientTls;
   /** MRL_ENCODER_TIMEOUT_MS: encoder deadline when the caller sets none, ms (default 5000). */
   encoderTimeoutMs: number;
   /** MRL_THRESHOLDS_FILE: thresholds override, reloaded on change (default: the bundle's thresholds). */
@@ -32,13 +52,17 @@ export interface CascadeConfig {
 
 export function cascadeConfig(env: Env): CascadeConfig {
   const r = envReader(env);
-  return {
-    modelDir: r.string('MRL_MODEL_DIR', DEFAULT_MODEL_DIR),
-    host: r.string('MRL_CASCADE_HOST', '0.0.0.0'),
+  const config: CascadeConfig = {
+    modelDir: r.dir('MRL_MODEL_DIR', DEFAULT_MODEL_DIR),
+    host: r.checked('MRL_CASCADE_HOST', '0.0.0.0', isHost, 'an IP address or a host name'),
     port: r.int('MRL_CASCADE_PORT', 50051, 0, 65535),
     metricsPort: r.int('MRL_CASCADE_METRICS_PORT', 9464, 0, 65535),
-    encoderTarget: r.string('MRL_ENCODER_TARGET', 'localhost:50052'),
+    healthPort: r.optionalInt('MRL_CASCADE_HEALTH_PORT', 0, 65535),
+    tls: serverTlsSettings(r),
+    encoderTarget: r.checked('MRL_ENCODER_TARGET', 'localhost:50052', isGrpcTarget, 'host:port, [ipv6]:port or dns:///host:port'),
+    encoderTls: clientTlsSettings(r, 'MRL_ENCODER_TLS'),
     encoderTimeoutMs: r.int('MRL_ENCODER_TIMEOUT_MS', 5000, 1, 600_000),
+    // Checked against the bundle's nesting when the cascade starts (startCascade).
     thresholdsFile: r.optionalString('MRL_THRESHOLDS_FILE'),
     thresholdsPollMs: r.int('MRL_THRESHOLDS_POLL_MS', 1000, 10, 3_600_000),
     breaker: {
@@ -51,4 +75,6 @@ export function cascadeConfig(env: Env): CascadeConfig {
     shutdownGraceMs: r.int('MRL_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel: r.logLevel(),
   };
+  distinctPorts({ MRL_CASCADE_PORT: config.port, MRL_CASCADE_METRICS_PORT: config.metricsPort, MRL_CASCADE_HEALTH_PORT: config.healthPort });
+  return config;
 }

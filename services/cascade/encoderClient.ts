@@ -21,7 +21,10 @@ export interface BreakerOptions {
 export interface EncoderClientOptions {
   /** `host:port`, or `dns:///name:port` for a headless Service (balanced round robin per call). */
   target: string;
+  /** Default: plaintext. */
   credentials?: grpc.ChannelCredentials;
+  /** Extra channel options, such as the TLS name override that goes with `credentials`. */
+  channelOptions?: grpc.ChannelOptions;
   /** Largest response accepted, bytes. */
   maxMessageBytes: number;
   breaker: BreakerOptions;
@@ -58,6 +61,7 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
+    ...options.channelOptions,
   });
   const call = (request: EncodeRequest, deadline: Date) =>
     new Promise<Float32Array>((resolve, reject) => {

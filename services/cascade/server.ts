@@ -1,8 +1,10 @@
 import { loadBundle } from '../common/bundle.js';
+import { ConfigError } from '../common/config.js';
 import { startGrpcServer } from '../common/grpcServer.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
+import { channelCredentials, serverCredentials } from '../common/tls.js';
 import { Cascade } from './cascade.js';
 import type { CascadeConfig } from './config.js';
 import { createEncoderClient } from './encoderClient.js';
@@ -13,6 +15,8 @@ import { ThresholdStore } from './thresholds.js';
 export interface RunningCascade {
   port: number;
   metricsPort: number;
+  /** The plaintext health-only port, when MRL_CASCADE_HEALTH_PORT is set. */
+  healthPort?: number;
   metrics: CascadeMetrics;
   thresholds: ThresholdStore;
   /** Graceful stop: NOT_SERVING, finish in-flight calls, close the encoder channel. */
@@ -24,22 +28,35 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   const bundle = await loadBundle(config.modelDir);
   const metrics = createCascadeMetrics(bundle.nesting);
   const showThresholds = (t: readonly number[]) => t.forEach((v, i) => metrics.threshold.set({ dimension: String(bundle.nesting[i]) }, v));
-  const thresholds = new ThresholdStore(
-    bundle,
-    {
-      path: config.thresholdsFile,
-      pollMs: config.thresholdsPollMs,
-      onReload: (ok, t) => {
-        metrics.thresholdReloads.inc({ result: ok ? 'ok' : 'error' });
-        showThresholds(t);
+  let thresholds: ThresholdStore;
+  try {
+    thresholds = new ThresholdStore(
+      bundle,
+      {
+        path: config.thresholdsFile,
+        pollMs: config.thresholdsPollMs,
+        onReload: (ok, t) => {
+          metrics.thresholdReloads.inc({ result: ok ? 'ok' : 'error' });
+          showThresholds(t);
+        },
       },
-    },
-    logger,
-  );
+      logger,
+    );
+  } catch (err) {
+    // Only an override file can fail here; name the setting that points at it.
+    throw new ConfigError(`MRL_THRESHOLDS_FILE: ${(err as Error).message}`);
+  }
   showThresholds(thresholds.current);
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
+  const encoderChannel = channelCredentials(config.encoderTls);
   const encoder = createEncoderClient(
-    { target: config.encoderTarget, maxMessageBytes: config.maxMessageBytes, breaker: config.breaker },
+    {
+      target: config.encoderTarget,
+      credentials: encoderChannel.credentials,
+      channelOptions: encoderChannel.options,
+      maxMessageBytes: config.maxMessageBytes,
+      breaker: config.breaker,
+    },
     metrics,
     logger,
   );
@@ -55,6 +72,8 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       ),
     host: config.host,
     port: config.port,
+    credentials: serverCredentials(config.tls),
+    healthPort: config.healthPort,
     channelOptions: { 'grpc.max_receive_message_length': config.maxMessageBytes },
     logger,
   });
@@ -62,6 +81,9 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   logger.info('cascade serving', {
     grpc_port: grpcServer.port,
     metrics_port: metricsServer.port,
+    health_port: grpcServer.healthPort,
+    tls: config.tls ? (config.tls.clientCa ? 'mutual' : 'server') : 'off',
+    encoder_tls: config.encoderTls ? (config.encoderTls.cert ? 'mutual' : 'server') : 'off',
     model: bundle.id,
     heads: bundle.headKind,
     encoder: config.encoderTarget,
@@ -69,6 +91,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   return {
     port: grpcServer.port,
     metricsPort: metricsServer.port,
+    healthPort: grpcServer.healthPort,
     metrics,
     thresholds,
     shutdown: async () => {

@@ -23,6 +23,21 @@ export interface ClassifierServiceDeps {
   defaultTimeoutMs: number;
 }
 
+/**
+ * Of the caller's remaining time, the part (at most 50 ms, at most a tenth) kept back from the
+ * encoder call: behind a slow encoder the caller gets the cascade's own DEADLINE_EXCEEDED, which
+ * says what was slow, before its own timer fires, and the cascade counts what the caller saw.
+ */
+const DEADLINE_RESERVE = { maxMs: 50, fraction: 0.1 };
+
+/** When the encoder call must end: the caller's deadline less the reserve, or the default timeout. */
+function encoderDeadline(callerDeadline: Date | number, defaultTimeoutMs: number): Date {
+  const now = Date.now();
+  const end = callerDeadline.valueOf();
+  if (end === Infinity) return new Date(now + defaultTimeoutMs);
+  return new Date(end - Math.max(0, Math.min(DEADLINE_RESERVE.maxMs, (end - now) * DEADLINE_RESERVE.fraction)));
+}
+
 const POLICIES: Record<string, Policy> = { POLICY_UNSPECIFIED: 'cascade', POLICY_CASCADE: 'cascade', POLICY_FULL: 'full' };
 
 function policyOf(req: ClassifyRequest__Output): Policy {
@@ -48,8 +63,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   const embed = async (req: ClassifyRequest__Output, dimension: number, call: ServerUnaryCall<unknown, unknown>) => {
     if (req.input === 'embedding') return embeddingOf(req.embedding!.values, bundle.nesting);
     if (req.input !== 'image' && req.input !== 'tensor') throw invalidArgument('request has no input: set image, tensor or embedding');
-    const callerDeadline = call.getDeadline();
-    const deadline = new Date(callerDeadline === Infinity ? Date.now() + deps.defaultTimeoutMs : callerDeadline);
+    const deadline = encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs);
     // Ask only for the prefix this request can use: less to send, less to copy.
     const input = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
     return deps.encoder.encode({ ...input, dimension: dimension === bundle.embeddingDim ? 0 : dimension }, deadline);

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { endedStatus } from './callEnd.js';
 import { StatusError } from './statusError.js';
 import type { Logger } from './logger.js';
 
@@ -15,7 +16,9 @@ export function baseErrorMapper(logger: Logger): ErrorMapper {
 
 /**
  * An async unary handler as grpc-js wants it: exactly one callback, errors mapped to a status,
- * and `observe(code, seconds)` called once per call for metrics.
+ * and `observe(code, seconds)` called once per call for metrics, with the code the client got:
+ * a call whose deadline passed or that the client cancelled before the handler answered counts
+ * as DEADLINE_EXCEEDED or CANCELLED, whatever the handler returns afterwards.
  */
 export function unary<Req, Res>(
   handle: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
@@ -24,7 +27,10 @@ export function unary<Req, Res>(
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const start = process.hrtime.bigint();
-    const done = (code: grpc.status) => observe(code, Number(process.hrtime.bigint() - start) / 1e9);
+    // A call that already ended was answered by grpc-js (its deadline) or by no one (cancelled):
+    // count what its client saw; the callback is then a no-op.
+    const done = (code: grpc.status) =>
+      observe(call.cancelled ? endedStatus(call).code : code, Number(process.hrtime.bigint() - start) / 1e9);
     handle(call.request, call).then(
       (res) => {
         done(grpc.status.OK);

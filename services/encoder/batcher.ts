@@ -19,6 +19,7 @@ export interface BatchObserver {
 
 interface Pending<I, O> {
   item: I;
+  signal?: AbortSignal;
   enqueued: bigint;
   resolve: (out: O) => void;
   reject: (err: unknown) => void;
@@ -28,6 +29,9 @@ interface Pending<I, O> {
  * Coalesces concurrent single-item requests into batch runs. A batch starts when `maxBatch`
  * items wait, when the oldest has waited `maxDelayMs`, or, while a batch runs, as soon as it
  * ends: under load batches fill on their own with no added delay. One batch runs at a time.
+ * Items whose signal was aborted while they waited (their caller's deadline passed) are
+ * rejected with the signal's reason instead of being run: under overload the model's time
+ * goes to callers still waiting for an answer.
  */
 export class Batcher<I, O> {
   private readonly queue: Pending<I, O>[] = [];
@@ -44,11 +48,12 @@ export class Batcher<I, O> {
     return this.queue.length;
   }
 
-  submit(item: I): Promise<O> {
+  /** Queues `item` for a batch; `signal`, once aborted, drops it if it has not run yet. */
+  submit(item: I, signal?: AbortSignal): Promise<O> {
     if (this.queue.length >= this.options.maxQueue)
       return Promise.reject(new StatusError(status.RESOURCE_EXHAUSTED, `encoder queue is full (${this.options.maxQueue} waiting); retry later`));
     return new Promise<O>((resolve, reject) => {
-      this.queue.push({ item, enqueued: process.hrtime.bigint(), resolve, reject });
+      this.queue.push({ item, signal, enqueued: process.hrtime.bigint(), resolve, reject });
       this.observer?.depth(this.queue.length);
       this.schedule();
     });
@@ -68,8 +73,14 @@ export class Batcher<I, O> {
   private async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.queue.splice(0, this.options.maxBatch);
+    const batch: Pending<I, O>[] = [];
+    while (batch.length < this.options.maxBatch && this.queue.length > 0) {
+      const next = this.queue.shift()!;
+      if (next.signal?.aborted) next.reject(next.signal.reason);
+      else batch.push(next);
+    }
     this.observer?.depth(this.queue.length);
+    if (batch.length === 0) return;
     this.running = true;
     const now = process.hrtime.bigint();
     this.observer?.batch(batch.length, batch.map((p) => Number(now - p.enqueued) / 1e9));

@@ -1,6 +1,7 @@
 import { DEFAULT_MODEL_DIR } from '../common/bundle.js';
-import { ConfigError, type Env, envReader } from '../common/config.js';
+import { ConfigError, type Env, distinctPorts, envReader, isHost } from '../common/config.js';
 import type { LogLevel } from '../common/logger.js';
+import { type ServerTls, serverTlsSettings } from '../common/tls.js';
 import type { ExecutionProvider } from './session.js';
 
 export interface EncoderConfig {
@@ -12,6 +13,17 @@ export interface EncoderConfig {
   port: number;
   /** MRL_ENCODER_METRICS_PORT: Prometheus /metrics port (default 9465). */
   metricsPort: number;
+  /**
+   * MRL_ENCODER_HEALTH_PORT: a plaintext port serving only grpc.health.v1, for probes that cannot
+   * speak TLS (default: none; the gRPC port serves health too).
+   */
+  healthPort?: number;
+  /**
+   * MRL_TLS_CERT_FILE, MRL_TLS_KEY_FILE: PEM certificate chain and key; set, the gRPC port speaks
+   * TLS. MRL_TLS_CLIENT_CA_FILE: PEM CA; set, clients must present a certificate it signed
+   * (mutual TLS). Default: plaintext.
+   */
+  tls?: ServerTls;
   /** MRL_EXECUTION_PROVIDERS: comma-separated preference, `cuda` and/or `cpu` (default `cpu`). */
   executionProviders: ExecutionProvider[];
   /** MRL_INTRA_OP_THREADS: onnxruntime threads, 0 = its default (default 0). */
@@ -35,6 +47,11 @@ export interface EncoderConfig {
   maxConnectionAgeMs: number;
   /** MRL_SHUTDOWN_GRACE_MS: how long in-flight calls may finish after SIGTERM (default 10000). */
   shutdownGraceMs: number;
+  /**
+   * MRL_FAULT_DELAY_MS: test-only fault injection, ms added to every batch run to simulate a slow
+   * model (default 0; leave it 0 in production).
+   */
+  faultDelayMs: number;
   /** MRL_LOG_LEVEL: debug, info, warn or error (default info). */
   logLevel: LogLevel;
 }
@@ -45,11 +62,13 @@ export function encoderConfig(env: Env): EncoderConfig {
   const unknown = providers.filter((p) => p !== 'cuda' && p !== 'cpu');
   if (unknown.length > 0 || providers.length === 0)
     throw new ConfigError(`MRL_EXECUTION_PROVIDERS=${JSON.stringify(providers.join(','))}: must list cuda and/or cpu`);
-  return {
-    modelDir: r.string('MRL_MODEL_DIR', DEFAULT_MODEL_DIR),
-    host: r.string('MRL_ENCODER_HOST', '0.0.0.0'),
+  const config: EncoderConfig = {
+    modelDir: r.dir('MRL_MODEL_DIR', DEFAULT_MODEL_DIR),
+    host: r.checked('MRL_ENCODER_HOST', '0.0.0.0', isHost, 'an IP address or a host name'),
     port: r.int('MRL_ENCODER_PORT', 50052, 0, 65535),
     metricsPort: r.int('MRL_ENCODER_METRICS_PORT', 9465, 0, 65535),
+    healthPort: r.optionalInt('MRL_ENCODER_HEALTH_PORT', 0, 65535),
+    tls: serverTlsSettings(r),
     executionProviders: providers as ExecutionProvider[],
     intraOpThreads: r.int('MRL_INTRA_OP_THREADS', 0, 0, 256),
     maxBatch: r.int('MRL_MAX_BATCH', 64, 1, 4096),
@@ -59,6 +78,9 @@ export function encoderConfig(env: Env): EncoderConfig {
     maxMessageBytes: r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30),
     maxConnectionAgeMs: r.int('MRL_MAX_CONNECTION_AGE_MS', 0, 0, 86_400_000),
     shutdownGraceMs: r.int('MRL_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    faultDelayMs: r.int('MRL_FAULT_DELAY_MS', 0, 0, 600_000),
     logLevel: r.logLevel(),
   };
+  distinctPorts({ MRL_ENCODER_PORT: config.port, MRL_ENCODER_METRICS_PORT: config.metricsPort, MRL_ENCODER_HEALTH_PORT: config.healthPort });
+  return config;
 }

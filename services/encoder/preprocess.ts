@@ -16,7 +16,9 @@ export async function imageToInput(bytes: Buffer, spec: InputSpec, maxPixels: nu
   let width = 0;
   let height = 0;
   try {
-    ({ format, width = 0, height = 0 } = await sharp(bytes).metadata());
+    // Header only, no pixels decoded: lift sharp's own pixel limit so that an oversized image
+    // is refused below with its size, not as undecodable.
+    ({ format, width = 0, height = 0 } = await sharp(bytes, { limitInputPixels: false }).metadata());
   } catch {
     throw invalidArgument('image is not a decodable PNG or JPEG');
   }

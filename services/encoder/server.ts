@@ -3,6 +3,7 @@ import { startGrpcServer } from '../common/grpcServer.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
+import { serverCredentials } from '../common/tls.js';
 import { Batcher } from './batcher.js';
 import type { EncoderConfig } from './config.js';
 import { createEncoderMetrics } from './metrics.js';
@@ -12,6 +13,8 @@ import { EncoderSession } from './session.js';
 export interface RunningEncoder {
   port: number;
   metricsPort: number;
+  /** The plaintext health-only port, when MRL_ENCODER_HEALTH_PORT is set. */
+  healthPort?: number;
   metrics: ReturnType<typeof createEncoderMetrics>;
   /** Graceful stop: NOT_SERVING, finish in-flight calls, release the model. */
   shutdown(): Promise<void>;
@@ -29,6 +32,7 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
     async (images) => {
       const end = metrics.inferenceSeconds.startTimer();
       try {
+        if (config.faultDelayMs > 0) await new Promise((r) => setTimeout(r, config.faultDelayMs));
         return await session.encode(images);
       } finally {
         end();
@@ -53,6 +57,8 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
       ),
     host: config.host,
     port: config.port,
+    credentials: serverCredentials(config.tls),
+    healthPort: config.healthPort,
     channelOptions: {
       'grpc.max_receive_message_length': config.maxMessageBytes,
       // grpc-js takes 0 as "close at once", so "never" is leaving the option out.
@@ -63,10 +69,17 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
     logger,
   });
   grpcServer.setServing(true);
-  logger.info('encoder serving', { grpc_port: grpcServer.port, metrics_port: metricsServer.port, model: bundle.id });
+  logger.info('encoder serving', {
+    grpc_port: grpcServer.port,
+    metrics_port: metricsServer.port,
+    health_port: grpcServer.healthPort,
+    tls: config.tls ? (config.tls.clientCa ? 'mutual' : 'server') : 'off',
+    model: bundle.id,
+  });
   return {
     port: grpcServer.port,
     metricsPort: metricsServer.port,
+    healthPort: grpcServer.healthPort,
     metrics,
     shutdown: async () => {
       await grpcServer.shutdown(config.shutdownGraceMs);

@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Bundle } from '../common/bundle.js';
+import { callSignal } from '../common/callEnd.js';
 import type { EncodeRequest__Output } from '../common/generated/mrl/v1/EncodeRequest.js';
 import type { EncodeResponse } from '../common/generated/mrl/v1/EncodeResponse.js';
 import type { EncoderHandlers } from '../common/generated/mrl/v1/Encoder.js';
@@ -34,11 +35,11 @@ export async function requestInput(req: EncodeRequest__Output, deps: EncoderServ
 /** The mrl.v1.Encoder implementation. */
 export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers {
   const { bundle, metrics } = deps;
-  const encode = async (req: EncodeRequest__Output): Promise<EncodeResponse> => {
+  const encode = async (req: EncodeRequest__Output, call: grpc.ServerUnaryCall<EncodeRequest__Output, EncodeResponse>): Promise<EncodeResponse> => {
     const dimension = req.dimension || bundle.embeddingDim;
     if (!bundle.nesting.includes(dimension))
       throw invalidArgument(`dimension ${dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
-    const embedding = await deps.batcher.submit(await requestInput(req, deps));
+    const embedding = await deps.batcher.submit(await requestInput(req, deps), callSignal(call));
     return {
       embedding: Array.from(prefix(embedding, dimension, req.normalize)),
       full_dimension: bundle.embeddingDim,

@@ -1,0 +1,161 @@
+import type { ServiceError } from '@grpc/grpc-js';
+import fc from 'fast-check';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cascade } from '../services/cascade/cascade.js';
+import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { classifierClient, classify, encode, encoderClient, float32Bytes } from '../services/common/clients.js';
+import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
+import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
+import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
+import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
+import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { healthCheck } from './helpers/health.js';
+import { type HostileCase, hostileCases, type ImageSamples, pngDeclaring } from './helpers/hostile.js';
+import { killAll, peakRssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
+import { delta, scrape } from './helpers/prom.js';
+
+/** Small enough that an oversized message is cheap to build; large enough for every valid request. */
+const MAX_MESSAGE_BYTES = 256 * 1024;
+/** The encoder's default MRL_MAX_IMAGE_PIXELS. */
+const MAX_IMAGE_PIXELS = 2048 * 2048;
+const RUNS = 1200;
+
+let bundle: Bundle;
+let slice: TestSlice;
+let encoder: ServiceProcess;
+let cascade: ServiceProcess;
+let classifier: ClassifierClient;
+let encoderCli: EncoderClient;
+let images: ImageSamples;
+/** A slice image that every stage labels correctly, as a PNG. */
+let easyPng: Buffer;
+let easyLabel: number;
+
+const gray = (pixels: Uint8Array, size = 28) => sharp(Buffer.from(pixels), { raw: { width: size, height: size, channels: 1 } });
+
+beforeAll(async () => {
+  bundle = await loadBundle();
+  slice = await loadTestSlice(bundle);
+  const env = { MRL_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) };
+  encoder = await spawnService('encoder', env);
+  cascade = await spawnService('cascade', { ...env, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` });
+  classifier = classifierClient(`127.0.0.1:${cascade.port}`);
+  encoderCli = encoderClient(`127.0.0.1:${encoder.port}`);
+
+  const samples = [0, 1, 2].map((i) => slicePixels(slice, i));
+  const big = await gray(samples[0]!).resize(300, 300).raw().toBuffer();
+  images = {
+    png: [...(await Promise.all(samples.map((p) => gray(p).png().toBuffer()))), await gray(big, 300).png().toBuffer()],
+    jpeg: [...(await Promise.all(samples.map((p) => gray(p).jpeg().toBuffer()))), await gray(big, 300).jpeg().toBuffer()],
+    others: [
+      { format: 'gif', bytes: await gray(samples[0]!).gif().toBuffer() },
+      { format: 'webp', bytes: await gray(samples[0]!).webp().toBuffer() },
+      { format: 'tiff', bytes: await gray(samples[0]!).tiff().toBuffer() },
+      { format: 'heif', bytes: await gray(samples[0]!).avif().toBuffer() },
+      { format: 'svg', bytes: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><rect width="28" height="28"/></svg>') },
+    ],
+  };
+
+  const stages = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
+  for (let i = 0; ; i++) {
+    const tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) };
+    const { embedding } = await encode(encoderCli, { tensor });
+    if (stages.allStages(Float32Array.from(embedding)).every((s) => s.classIndex === slice.labels[i])) {
+      easyPng = await gray(slicePixels(slice, i)).png().toBuffer();
+      easyLabel = slice.labels[i]!;
+      break;
+    }
+  }
+});
+afterAll(async () => {
+  classifier.close();
+  encoderCli.close();
+  await killAll();
+});
+
+/** Sends a case to its service; resolves with the error it got (or fails the test on a success). */
+async function send(c: HostileCase): Promise<ServiceError> {
+  const call =
+    c.target === 'cascade'
+      ? classify(classifier, c.request as ClassifyRequest, 10_000)
+      : encode(encoderCli, c.request as EncodeRequest, 10_000);
+  return call.then(
+    () => {
+      throw new Error(`${c.kind}: expected an error, got an answer`);
+    },
+    (err: ServiceError) => err,
+  );
+}
+
+const bothServing = async () =>
+  (await healthCheck(cascade.port, 'mrl.v1.Classifier')) === 'SERVING' && (await healthCheck(encoder.port, 'mrl.v1.Encoder')) === 'SERVING';
+
+describe('hostile input', () => {
+  it(`a generated corpus of ${RUNS} malformed requests: each refused with a precise status and message, health SERVING throughout`, async () => {
+    const cascadeBefore = await scrape(cascade.metricsPort);
+    const encoderBefore = await scrape(encoder.metricsPort);
+    const kinds = new Map<string, number>();
+    const sent = { cascadeInvalid: 0, encoderInvalid: 0, oversized: 0 };
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(hostileCases(bundle, images, MAX_MESSAGE_BYTES, MAX_IMAGE_PIXELS), async (c) => {
+        const err = await send(c);
+        expect(err.code, `${c.kind}: ${err.details}`).toBe(c.code);
+        if (typeof c.message === 'string') expect(err.details, c.kind).toBe(c.message);
+        else expect(err.details, c.kind).toMatch(c.message);
+        kinds.set(c.kind, (kinds.get(c.kind) ?? 0) + 1);
+        if (c.code !== 3 /* INVALID_ARGUMENT */) sent.oversized++;
+        else if (c.target === 'cascade') {
+          sent.cascadeInvalid++;
+          if (c.reachesEncoder) sent.encoderInvalid++;
+        } else sent.encoderInvalid++;
+        if (++n % 100 === 0) expect(await bothServing()).toBe(true);
+      }),
+      { numRuns: RUNS },
+    );
+    console.log(`hostile corpus: ${n} requests`, JSON.stringify(Object.fromEntries([...kinds].sort())));
+    expect(n).toBeGreaterThanOrEqual(1000);
+    expect(kinds.size).toBe(18);
+
+    // Each refusal was counted once where it was answered: the cascade's own and the ones the
+    // encoder answered for it. Oversized messages never reach a handler. No breaker trips.
+    const cascadeAfter = await scrape(cascade.metricsPort);
+    const encoderAfter = await scrape(encoder.metricsPort);
+    expect(delta(cascadeBefore, cascadeAfter, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(sent.cascadeInvalid);
+    expect(delta(encoderBefore, encoderAfter, 'mrl_encoder_requests_total{code="INVALID_ARGUMENT"}')).toBe(sent.encoderInvalid);
+    expect(delta(cascadeBefore, cascadeAfter, 'mrl_cascade_requests_total{code="INTERNAL"}')).toBe(0);
+    expect(delta(encoderBefore, encoderAfter, 'mrl_encoder_requests_total{code="INTERNAL"}')).toBe(0);
+    expect(cascadeAfter.get('mrl_cascade_breaker_state')).toBe(0);
+    expect(delta(cascadeBefore, cascadeAfter, 'mrl_cascade_breaker_events_total{event="failure"}')).toBe(0);
+  }, 120_000);
+
+  it('decompression bombs are refused undecoded: 50000x50000 declared, and a real 5000x5000 blank PNG', async () => {
+    const realBomb = await sharp({ create: { width: 5000, height: 5000, channels: 3, background: '#000' } })
+      .toColourspace('b-w')
+      .png({ compressionLevel: 9 })
+      .toBuffer();
+    const cases = [
+      { image: pngDeclaring(images.png[0]!, 50_000, 50_000), size: '50000x50000' },
+      { image: realBomb, size: '5000x5000' },
+    ];
+    const peakBefore = peakRssBytes(encoder.pid);
+    for (const { image, size } of cases) {
+      const err = await send({ kind: 'bomb', target: 'cascade', request: { image }, code: 3, message: '', reachesEncoder: true });
+      expect(err.code).toBe(3);
+      expect(err.details).toBe(`image is ${size}, more than the ${MAX_IMAGE_PIXELS} pixels this encoder decodes`);
+    }
+    // Decoding the real one would take 25 MB at least; refused from its header, it takes nothing.
+    const growth = peakRssBytes(encoder.pid) - peakBefore;
+    console.log(`bombs (${realBomb.length}-byte PNG of 5000x5000): encoder peak RSS grew ${Math.round(growth / 2 ** 20)} MiB`);
+    expect(growth).toBeLessThan(25 * 2 ** 20);
+  });
+
+  it('afterwards both still serve, and a valid image gets the right answer', async () => {
+    expect(await bothServing()).toBe(true);
+    const res = await classify(classifier, { image: easyPng });
+    expect(res.class_index).toBe(easyLabel);
+    expect(res.label).toBe(bundle.labels[easyLabel]);
+    expect(cascade.exited() || encoder.exited()).toBe(false);
+  });
+});

@@ -1,0 +1,120 @@
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBundle } from '../services/common/bundle.js';
+import { classifierClient, classify, float32Bytes } from '../services/common/clients.js';
+import { StatusError } from '../services/common/statusError.js';
+import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { Batcher } from '../services/encoder/batcher.js';
+import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
+import { late, outcome, tally, waitFor } from './helpers/load.js';
+import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
+import { delta, scrape } from './helpers/prom.js';
+
+/** Every encoder batch takes this long (MRL_FAULT_DELAY_MS), one image per batch. */
+const DELAY_MS = 1500;
+/** The cascade's encoder deadline for callers that set none (MRL_ENCODER_TIMEOUT_MS). */
+const DEFAULT_TIMEOUT_MS = 600;
+const MARGIN_MS = 500;
+
+let encoder: ServiceProcess;
+let cascade: ServiceProcess;
+let client: ClassifierClient;
+let tensor: { shape: number[]; raw: Buffer };
+
+beforeAll(async () => {
+  const bundle = await loadBundle();
+  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(await loadTestSlice(bundle), 0), bundle)) };
+  encoder = await spawnService('encoder', { MRL_FAULT_DELAY_MS: String(DELAY_MS), MRL_MAX_BATCH: '1' });
+  cascade = await spawnService('cascade', {
+    MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`,
+    MRL_ENCODER_TIMEOUT_MS: String(DEFAULT_TIMEOUT_MS),
+    // This test is about deadlines; the breaker has its own.
+    MRL_BREAKER_VOLUME: '1000',
+  });
+  client = classifierClient(`127.0.0.1:${cascade.port}`);
+  // Connect and warm the client (an embedding needs no encoder), so timings start warm.
+  await classify(client, { embedding: { values: new Array(bundle.nesting[0]).fill(0) } });
+});
+afterAll(async () => {
+  client.close();
+  await killAll();
+});
+
+/** Encoder calls answered, by code, between two scrapes. */
+const encoderCodes = (before: Map<string, number>, after: Map<string, number>) =>
+  Object.fromEntries(
+    ['OK', 'DEADLINE_EXCEEDED', 'CANCELLED'].map((c) => [c, delta(before, after, `mrl_encoder_requests_total{code="${c}"}`)]),
+  );
+
+describe('slow encoder (injected delay)', () => {
+  it("the caller's deadline reaches the encoder: calls end on time with DEADLINE_EXCEEDED, and expired queued work is dropped", async () => {
+    const deadlineMs = 400;
+    const n = 6;
+    const encBefore = await scrape(encoder.metricsPort);
+    const before = await scrape(cascade.metricsPort);
+    const outcomes = await Promise.all(
+      Array.from({ length: n }, () => outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), deadlineMs)),
+    );
+    console.log('slow encoder, 400 ms deadline:', JSON.stringify(tally(outcomes)), 'ended after (ms):', outcomes.map((o) => o.endedAt - o.startedAt).join(', '));
+    expect(outcomes.map((o) => o.code)).toEqual(new Array(n).fill(status.DEADLINE_EXCEEDED));
+    expect(outcomes.every((o) => /deadline exceeded/i.test(o.details))).toBe(true);
+    expect(late(outcomes, MARGIN_MS)).toEqual([]);
+    expect(delta(before, await scrape(cascade.metricsPort), 'mrl_cascade_requests_total{code="DEADLINE_EXCEEDED"}')).toBe(n);
+
+    // The encoder had the same deadline: none of its calls ran to OK (with the cascade's 600 ms
+    // default or no deadline, the first would have, after 1.5 s). Only the first image ran; the
+    // others expired in the queue and were dropped instead of run.
+    await waitFor('the encoder to answer all its calls', async () => {
+      const codes = encoderCodes(encBefore, await scrape(encoder.metricsPort));
+      return codes.DEADLINE_EXCEEDED! + codes.CANCELLED! + codes.OK! === n;
+    }, 10_000);
+    const encAfter = await scrape(encoder.metricsPort);
+    expect(encoderCodes(encBefore, encAfter).OK).toBe(0);
+    expect(delta(encBefore, encAfter, 'mrl_encoder_batch_size_count')).toBe(1);
+  });
+
+  it('a caller without a deadline gets the cascade default (MRL_ENCODER_TIMEOUT_MS)', async () => {
+    const started = Date.now();
+    const err = await new Promise<{ code: number; details: string }>((resolve) =>
+      client.Classify({ tensor }, (e) => resolve(e ?? { code: status.OK, details: '' })),
+    );
+    expect(err.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(err.details).toBe('deadline exceeded waiting for the encoder');
+    expect(Date.now() - started).toBeLessThanOrEqual(DEFAULT_TIMEOUT_MS + MARGIN_MS);
+  });
+
+  it('a deadline longer than the delay is served: slow is not broken', async () => {
+    await waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+    const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), DELAY_MS * 3);
+    expect(o.code).toBe(status.OK);
+    expect(cascade.exited() || encoder.exited()).toBe(false);
+  });
+});
+
+describe('Batcher under expiring deadlines', () => {
+  it('drops queued items whose signal aborted, with its reason, and runs only the live ones', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const runs: number[][] = [];
+    const b = new Batcher<number, number>({ maxBatch: 4, maxDelayMs: 0, maxQueue: 10 }, async (xs) => {
+      runs.push(xs);
+      await gate;
+      return xs;
+    });
+    const first = b.submit(0);
+    await new Promise((r) => setTimeout(r, 5));
+    const expiring = [1, 2].map(() => new AbortController());
+    const queued = [b.submit(1, expiring[0]!.signal), b.submit(2), b.submit(3, expiring[1]!.signal)];
+    const reason = new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded before the call was served');
+    expiring.forEach((c) => c.abort(reason));
+    release();
+    const settled = await Promise.allSettled([first, ...queued]);
+    expect(settled.map((s) => (s.status === 'fulfilled' ? s.value : (s.reason as StatusError).code))).toEqual([
+      0,
+      status.DEADLINE_EXCEEDED,
+      2,
+      status.DEADLINE_EXCEEDED,
+    ]);
+    expect(runs).toEqual([[0], [2]]);
+  });
+});
