@@ -9,7 +9,9 @@ import { ECHO_SERVICE } from './echoServer.js';
 /** One load point, run in its own process so the client's CPU is separate and measurable. */
 export interface LoadSpec {
   target: string;
-  call: 'classify' | 'classify-full' | 'encode' | 'echo';
+  call: 'classify' | 'classify-full' | 'classify-batch' | 'encode' | 'echo';
+  /** classify-batch: requests per ClassifyBatch call. */
+  batch?: number;
   mode: 'closed' | 'open';
   /** closed: requests in flight. */
   concurrency: number;
@@ -23,7 +25,10 @@ export interface LoadSpec {
 export interface LoadResult {
   spec: LoadSpec;
   requests: number;
+  /** Calls per second. */
   rps: number;
+  /** Answers per second (= rps but for batch calls). */
+  items_per_second: number;
   p50_ms: number;
   p95_ms: number;
   p99_ms: number;
@@ -37,7 +42,8 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-type Send = (i: number) => Promise<number | undefined>;
+/** One call; resolves to the dimensions used, summed, and how many answers that covers. */
+type Send = (i: number) => Promise<{ items: number; dims: number } | undefined>;
 
 function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
   const deadline = () => Date.now() + spec.deadlineMs;
@@ -64,10 +70,26 @@ function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
         return undefined;
       };
     }
+    case 'classify-batch': {
+      const client = classifierClient(spec.target);
+      const size = spec.batch ?? 64;
+      return async (i) => {
+        const requests = Array.from({ length: size }, (_, k) => ({ tensor: tensor(i * size + k) }));
+        const res = await unary<{ results: { code: number; response?: { dimension_used: number } | null }[] }>((cb) =>
+          client.ClassifyBatch({ requests }, { deadline: deadline() }, cb),
+        );
+        const failed = res.results.find((r) => r.code !== 0);
+        if (failed) throw Object.assign(new Error('item failed'), { code: failed.code });
+        return { items: size, dims: res.results.reduce((s, r) => s + r.response!.dimension_used, 0) };
+      };
+    }
     default: {
       const client = classifierClient(spec.target);
       const policy = spec.call === 'classify-full' ? 'POLICY_FULL' : 'POLICY_CASCADE';
-      return async (i) => (await unary<{ dimension_used: number }>((cb) => client.Classify({ tensor: tensor(i), policy }, { deadline: deadline() }, cb))).dimension_used;
+      return async (i) => ({
+        items: 1,
+        dims: (await unary<{ dimension_used: number }>((cb) => client.Classify({ tensor: tensor(i), policy }, { deadline: deadline() }, cb))).dimension_used,
+      });
     }
   }
 }
@@ -81,6 +103,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const errors: Record<string, number> = {};
   let dims = 0;
   let dimCount = 0;
+  let items = 0;
   const start = performance.now();
   const measureFrom = start + spec.warmupMs;
   const end = measureFrom + spec.durationMs;
@@ -89,12 +112,13 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const one = async () => {
     const t0 = performance.now();
     try {
-      const dim = await send(n++);
+      const answered = await send(n++);
       if (t0 >= measureFrom) {
         latencies.push(performance.now() - t0);
-        if (dim !== undefined) {
-          dims += dim;
-          dimCount++;
+        items += answered?.items ?? 1;
+        if (answered) {
+          dims += answered.dims;
+          dimCount += answered.items;
         }
       }
     } catch (err) {
@@ -132,6 +156,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     spec,
     requests: latencies.length + errorCount,
     rps: latencies.length / elapsed,
+    items_per_second: items / elapsed,
     p50_ms: quantile(latencies, 0.5),
     p95_ms: quantile(latencies, 0.95),
     p99_ms: quantile(latencies, 0.99),

@@ -6,8 +6,8 @@ const errs = (e: Record<string, number>) => Object.entries(e).map(([k, v]) => `$
 
 function row(name: string, p: LoadResult | MeshPoint): string {
   const m = p as Partial<MeshPoint>;
-  const load = p.spec.mode === 'open' ? `open ${p.spec.rate}/s` : `c=${p.spec.concurrency}`;
-  return `| ${name} | ${load} | ${f(p.rps)} | ${f(p.p50_ms, 2)} | ${f(p.p95_ms, 2)} | ${f(p.p99_ms, 2)} | ${errs(p.errors)} | ${f(p.avg_dimension, 1)} | ${f(m.encoder_avg_batch, 1)} | ${f(m.encoder_cpu_seconds, 1)} / ${f(m.cascade_cpu_seconds, 1)} / ${f(p.client_cpu_seconds, 1)} |`;
+  const load = p.spec.mode === 'open' ? `open ${p.spec.rate}/s` : `c=${p.spec.concurrency}${p.spec.batch ? ` × ${p.spec.batch}` : ''}`;
+  return `| ${name} | ${load} | ${f(p.items_per_second)} | ${f(p.p50_ms, 2)} | ${f(p.p95_ms, 2)} | ${f(p.p99_ms, 2)} | ${errs(p.errors)} | ${f(p.avg_dimension, 1)} | ${f(m.encoder_avg_batch, 1)} | ${f(m.encoder_cpu_seconds, 1)} / ${f(m.cascade_cpu_seconds, 1)} / ${f(p.client_cpu_seconds, 1)} |`;
 }
 
 /** The benchmark as the Markdown table the README quotes. */
@@ -17,13 +17,14 @@ export function markdownReport(r: BenchResult): string {
     '',
     `Machine: ${r.machine.cpus} × ${r.machine.cpu_model}, ${r.machine.memory_gib} GiB, Node ${r.machine.node}; services and client share the machine.`,
     '',
-    '| what | load | req/s | p50 ms | p95 ms | p99 ms | errors | avg dim | encoder batch | CPU s enc / casc / client |',
+    '| what | load | answers/s | p50 ms | p95 ms | p99 ms | errors | avg dim | encoder batch | CPU s enc / casc / client |',
     '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
     ...r.echo.map((p) => row('grpc-js echo (transport limit)', p)),
     row('encoder alone, Encode', r.encoder_alone),
     ...r.cascade.map((p) => row('mesh, cascade', p)),
     ...r.full.map((p) => row('mesh, full size', p)),
     row('mesh, cascade, half saturated rate', r.open_loop),
+    row('mesh, ClassifyBatch (bulk)', r.bulk),
     '',
     `Raw onnxruntime-node (compute limit), images/s by batch: ${r.raw_encoder.map((p) => `${p.batch}: ${f(p.images_per_second)}`).join(', ')}.`,
     '',

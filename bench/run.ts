@@ -40,6 +40,8 @@ export interface BenchResult {
   cascade: MeshPoint[];
   full: MeshPoint[];
   open_loop: MeshPoint;
+  /** ClassifyBatch calls, `spec.batch` requests each. */
+  bulk: MeshPoint;
   heads: HeadTimeResult[];
   peak_rss_bytes: { encoder: number; cascade: number };
   ratios: Record<string, number>;
@@ -115,6 +117,8 @@ async function main(): Promise<void> {
   for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
   const full: MeshPoint[] = [];
   for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
+  const bulkBatch = quick ? 8 : 64;
+  const bulk = await measure({ ...spec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
   const saturated = Math.max(...cascade.map((p) => p.rps));
   const openLoop = await measure(spec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
   const peak = { encoder: peakRssBytes(mesh.encoder.child.pid!), cascade: peakRssBytes(mesh.cascade.child.pid!) };
@@ -137,6 +141,7 @@ async function main(): Promise<void> {
     cascade,
     full,
     open_loop: openLoop,
+    bulk,
     heads,
     peak_rss_bytes: peak,
     ratios: {
@@ -145,6 +150,7 @@ async function main(): Promise<void> {
       [`encoder_alone_over_echo_c${c64}`]: encoderAlone.rps / at(echo, c64).rps,
       encoder_alone_avg_batch: encoderAlone.encoder_avg_batch ?? NaN,
       [`encoder_alone_over_raw_batch${c64}`]: encoderAlone.rps / rawAt(c64),
+      [`bulk_batch${bulkBatch}_over_raw_batch${bulkBatch}`]: bulk.items_per_second / rawAt(bulkBatch),
       open_loop_half_rate_p99_over_c1_p50: openLoop.p99_ms / at(cascade, 1).p50_ms,
       ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}`, h.time_ratio / h.dimension_ratio])),
     },

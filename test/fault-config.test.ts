@@ -54,6 +54,7 @@ const BAD: BadSetting[] = [
   ['MRL_ENCODER_TLS_KEY_FILE', cascadeConfig, () => encoderTls({ MRL_ENCODER_TLS_CERT_FILE: pki.cascadeClient.cert }), /^MRL_ENCODER_TLS_KEY_FILE is not set: MRL_ENCODER_TLS_CERT_FILE and MRL_ENCODER_TLS_KEY_FILE go together$/],
   ['MRL_ENCODER_TLS_SERVER_NAME', cascadeConfig, () => encoderTls({ MRL_ENCODER_TLS_SERVER_NAME: 'encoder/x' }), /^MRL_ENCODER_TLS_SERVER_NAME="encoder\/x": must be a host name$/],
   ['MRL_ENCODER_TIMEOUT_MS', cascadeConfig, () => ({ MRL_ENCODER_TIMEOUT_MS: '0' }), /must be an integer from 1/],
+  ['MRL_MAX_BATCH_REQUESTS', cascadeConfig, () => ({ MRL_MAX_BATCH_REQUESTS: '0' }), /must be an integer from 1/],
   ['MRL_THRESHOLDS_POLL_MS', cascadeConfig, () => ({ MRL_THRESHOLDS_POLL_MS: '1' }), /must be an integer from 10/],
   ['MRL_BREAKER_ERROR_PERCENT', cascadeConfig, () => ({ MRL_BREAKER_ERROR_PERCENT: '0' }), /must be an integer from 1 to 100/],
   ['MRL_BREAKER_VOLUME', cascadeConfig, () => ({ MRL_BREAKER_VOLUME: 'five' }), /must be an integer from 1/],

@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { classify, encode, float32Bytes } from '../services/common/clients.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
+import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';
 import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
@@ -121,5 +123,74 @@ describe('Classify end to end (real encoder and cascade on loopback)', () => {
     expect(await healthCheck(mesh.encoder.port, 'mrl.v1.Encoder')).toBe('SERVING');
     const ok = await classify(mesh.classifier, { image: await png(slicePixels(slice, easy)) });
     expect(ok.class_index).toBe(slice.labels[easy]);
+  });
+});
+
+describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
+  const classifyBatch = (requests: Parameters<typeof classify>[1][]) =>
+    new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
+      mesh.classifier.ClassifyBatch({ requests }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+
+  it('answers each request as Classify alone would, in order, with one encoder call for all', async () => {
+    const full = await encode(mesh.encoderClient, { tensor: tensorOf(9) });
+    const requests: Parameters<typeof classify>[1][] = [
+      ...Array.from({ length: 12 }, (_, i) => ({ tensor: tensorOf(i) })),
+      { tensor: { shape: [28, 28], values: [1, 2] } },
+      { embedding: { values: full.embedding } },
+      { tensor: tensorOf(3), max_dimension: 32, policy: 'POLICY_FULL' as const, top_k: 2 },
+      { image: await png(slicePixels(slice, easy)) },
+      { tensor: tensorOf(4), top_k: 99 },
+    ];
+    const alone = await Promise.all(requests.map((r) => classify(mesh.classifier, r).catch((e: ServiceError) => e)));
+    const before = await scrape(mesh.cascade.metricsPort);
+    const encBefore = await scrape(mesh.encoder.metricsPort);
+    const batch = await classifyBatch(requests);
+    const after = await scrape(mesh.cascade.metricsPort);
+    const encAfter = await scrape(mesh.encoder.metricsPort);
+    expect(batch.results).toHaveLength(requests.length);
+    batch.results.forEach((r, i) => {
+      const a = alone[i]!;
+      if ('code' in a && !('label' in a)) {
+        expect(r.code, `request ${i}`).toBe(a.code);
+        expect(r.message).toBe(a.details);
+      } else {
+        const res = a as ClassifyBatchResponse__Output['results'][number]['response'] & object;
+        expect(r.code, `request ${i}`).toBe(status.OK);
+        expect(r.response!.class_index).toBe(res.class_index);
+        expect(r.response!.dimension_used).toBe(res.dimension_used);
+        expect(r.response!.confidence).toBeCloseTo(res.confidence, 5);
+        expect(r.response!.top.map((p) => p.label)).toEqual(res.top.map((p) => p.label));
+      }
+    });
+    const ok = batch.results.filter((r) => r.code === status.OK).length;
+    expect(ok).toBe(requests.length - 2);
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="OK"}')).toBe(ok);
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(2);
+    expect(delta(before, after, 'mrl_cascade_dimension_used_count')).toBe(ok);
+    expect(delta(before, after, 'mrl_cascade_batch_requests_total{code="OK"}')).toBe(1);
+    expect(delta(encBefore, encAfter, 'mrl_encoder_batch_requests_total{code="OK"}')).toBe(1);
+    expect(delta(encBefore, encAfter, 'mrl_encoder_requests_total{code="OK"}')).toBe(0);
+  });
+
+  it('EncodeBatch returns packed float32 rows equal to Encode, and per-input errors', async () => {
+    const inputs = [{ tensor: tensorOf(1) }, { image: Buffer.from('nope') }, { tensor: tensorOf(2) }];
+    const res = await new Promise<EncodeBatchResponse__Output>((resolve, reject) =>
+      mesh.encoderClient.EncodeBatch({ inputs, dimension: 64 }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(err) : resolve(r!))),
+    );
+    expect(res.dimension).toBe(64);
+    expect(res.embeddings.length).toBe(3 * 64 * 4);
+    expect(res.errors).toEqual([{ index: 1, code: status.INVALID_ARGUMENT, message: 'image is not a decodable PNG or JPEG' }]);
+    for (const k of [0, 2]) {
+      const one = await encode(mesh.encoderClient, { ...inputs[k]!, dimension: 64 });
+      const row = Array.from({ length: 64 }, (_, j) => res.embeddings.readFloatLE((k * 64 + j) * 4));
+      row.forEach((v, j) => expect(v).toBeCloseTo(one.embedding[j]!, 5));
+    }
+  });
+
+  it('refuses an empty batch', async () => {
+    const err = await grpcError(classifyBatch([]));
+    expect(err.code).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toBe('requests is empty');
   });
 });

@@ -44,6 +44,8 @@ export interface CascadeConfig {
   breaker: BreakerOptions;
   /** MRL_MAX_MESSAGE_BYTES: largest request or encoder response accepted (default 4194304). */
   maxMessageBytes: number;
+  /** MRL_MAX_BATCH_REQUESTS: most requests in one ClassifyBatch call (default 1024). */
+  maxBatchRequests: number;
   /** MRL_SHUTDOWN_GRACE_MS: how long in-flight calls may finish after SIGTERM (default 10000). */
   shutdownGraceMs: number;
   /** MRL_LOG_LEVEL: debug, info, warn or error (default info). */
@@ -72,6 +74,7 @@ export function cascadeConfig(env: Env): CascadeConfig {
       rollingWindowMs: r.int('MRL_BREAKER_WINDOW_MS', 10_000, 100, 3_600_000),
     },
     maxMessageBytes: r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30),
+    maxBatchRequests: r.int('MRL_MAX_BATCH_REQUESTS', 1024, 1, 1_000_000),
     shutdownGraceMs: r.int('MRL_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel: r.logLevel(),
   };

@@ -1,5 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
+import type { EncodeBatchResponse__Output } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
+import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import type { EncodeRequest } from '../common/generated/mrl/v1/EncodeRequest.js';
 import type { EncodeResponse__Output } from '../common/generated/mrl/v1/EncodeResponse.js';
 import type { Logger } from '../common/logger.js';
@@ -50,8 +52,18 @@ function encoderStatus(err: grpc.ServiceError): StatusError {
 export interface EncoderClient {
   /** Full (or `dimension`-long) embedding for one input; fails by `deadline`. */
   encode(request: EncodeRequest, deadline: Date): Promise<Float32Array>;
-  breaker: CircuitBreaker<[EncodeRequest, Date], Float32Array>;
+  /** One EncodeBatch call: per input, its `dimension`-long row or its own error. */
+  encodeBatch(inputs: EncodeInput[], dimension: number, deadline: Date): Promise<(Float32Array | StatusError)[]>;
   close(): void;
+}
+
+/** Splits EncodeBatch's packed float32 rows; failed inputs get their StatusError instead. */
+function batchRows(res: EncodeBatchResponse__Output, count: number): (Float32Array | StatusError)[] {
+  // Copy into an aligned buffer: the received bytes may start at any offset.
+  const all = new Float32Array(new Uint8Array(res.embeddings).buffer);
+  const rows: (Float32Array | StatusError)[] = Array.from({ length: count }, (_, i) => all.subarray(i * res.dimension, (i + 1) * res.dimension));
+  for (const e of res.errors) rows[e.index] = new StatusError(e.code, e.message);
+  return rows;
 }
 
 export function createEncoderClient(options: EncoderClientOptions, metrics: CascadeMetrics, logger: Logger): EncoderClient {
@@ -63,13 +75,8 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     'grpc.keepalive_timeout_ms': 10_000,
     ...options.channelOptions,
   });
-  const call = (request: EncodeRequest, deadline: Date) =>
-    new Promise<Float32Array>((resolve, reject) => {
-      client.Encode(request, { deadline }, (err: grpc.ServiceError | null, res?: EncodeResponse__Output) =>
-        err ? reject(encoderStatus(err)) : resolve(Float32Array.from(res!.embedding)),
-      );
-    });
-  const breaker = new CircuitBreaker(call, {
+  // One breaker for both calls: it guards the encoder, whichever call finds it failing.
+  const breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
     timeout: false, // the gRPC deadline bounds each call
     errorThresholdPercentage: options.breaker.errorThresholdPercentage,
     volumeThreshold: options.breaker.volumeThreshold,
@@ -87,9 +94,13 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
   for (const event of ['open', 'halfOpen', 'close', 'reject', 'failure', 'success'])
     (breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
   metrics.breakerState.set(BREAKER_STATE.closed);
+  const guarded = <T>(run: (done: (err: grpc.ServiceError | null, value?: T) => void) => void) =>
+    breaker.fire(() => new Promise<T>((resolve, reject) => run((err, value) => (err ? reject(encoderStatus(err)) : resolve(value!))))) as Promise<T>;
   return {
-    encode: (request, deadline) => breaker.fire(request, deadline),
-    breaker,
+    encode: (request, deadline) =>
+      guarded<EncodeResponse__Output>((done) => client.Encode(request, { deadline }, done)).then((res) => Float32Array.from(res.embedding)),
+    encodeBatch: (inputs, dimension, deadline) =>
+      guarded<EncodeBatchResponse__Output>((done) => client.EncodeBatch({ inputs, dimension }, { deadline }, done)).then((res) => batchRows(res, inputs.length)),
     close: () => {
       breaker.shutdown();
       client.close();

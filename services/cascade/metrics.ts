@@ -12,8 +12,10 @@ export function createCascadeMetrics(nesting: readonly number[]) {
   const registers = [registry];
   return {
     registry,
-    requests: new Counter({ name: 'mrl_cascade_requests_total', help: 'Classify calls by gRPC status code', labelNames: ['code'], registers }),
+    requests: new Counter({ name: 'mrl_cascade_requests_total', help: 'Classify requests (alone or in a ClassifyBatch) by gRPC status code', labelNames: ['code'], registers }),
     requestSeconds: new Histogram({ name: 'mrl_cascade_request_duration_seconds', help: 'Classify call latency', buckets: SECONDS, registers }),
+    batchRequests: new Counter({ name: 'mrl_cascade_batch_requests_total', help: 'ClassifyBatch calls by gRPC status code (their items count in mrl_cascade_requests_total)', labelNames: ['code'], registers }),
+    batchRequestSeconds: new Histogram({ name: 'mrl_cascade_batch_request_duration_seconds', help: 'ClassifyBatch call latency', buckets: SECONDS, registers }),
     dimensionUsed: new Histogram({
       name: 'mrl_cascade_dimension_used',
       help: 'Prefix size that answered each successful Classify; sum/count is the average dimension used',

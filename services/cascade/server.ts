@@ -68,7 +68,16 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     register: (server) =>
       server.addService(
         proto.mrl.v1.Classifier.service,
-        createClassifierService({ bundle, cascade, thresholds, encoder, metrics, logger, defaultTimeoutMs: config.encoderTimeoutMs }),
+        createClassifierService({
+          bundle,
+          cascade,
+          thresholds,
+          encoder,
+          metrics,
+          logger,
+          defaultTimeoutMs: config.encoderTimeoutMs,
+          maxBatchRequests: config.maxBatchRequests,
+        }),
       ),
     host: config.host,
     port: config.port,

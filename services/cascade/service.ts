@@ -1,6 +1,8 @@
 import { status, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Bundle } from '../common/bundle.js';
 import type { ClassifierHandlers } from '../common/generated/mrl/v1/Classifier.js';
+import type { ClassifyBatchRequest__Output } from '../common/generated/mrl/v1/ClassifyBatchRequest.js';
+import type { ClassifyBatchResponse } from '../common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { ClassifyRequest__Output } from '../common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyResponse.js';
 import type { Logger } from '../common/logger.js';
@@ -21,6 +23,8 @@ export interface ClassifierServiceDeps {
   logger: Logger;
   /** Deadline given to encoder calls when the caller set none, ms. */
   defaultTimeoutMs: number;
+  /** Most requests one ClassifyBatch call may carry. */
+  maxBatchRequests: number;
 }
 
 /**
@@ -56,36 +60,42 @@ function embeddingOf(values: number[], nesting: readonly number[]): Float32Array
   return z;
 }
 
+/** A request's options, validated. */
+interface Checked {
+  policy: Policy;
+  /** The largest prefix the request may use. */
+  cap: number;
+  topK: number;
+}
+
 /** The mrl.v1.Classifier implementation. */
 export function createClassifierService(deps: ClassifierServiceDeps): ClassifierHandlers {
   const { bundle, cascade, metrics } = deps;
+  const mapError = cascadeErrorMapper(deps.logger);
+  /** The encoder's `dimension` argument for a prefix (0 asks for the full embedding). */
+  const wire = (dimension: number) => (dimension === bundle.embeddingDim ? 0 : dimension);
 
-  const embed = async (req: ClassifyRequest__Output, dimension: number, call: ServerUnaryCall<unknown, unknown>) => {
-    if (req.input === 'embedding') return embeddingOf(req.embedding!.values, bundle.nesting);
-    if (req.input !== 'image' && req.input !== 'tensor') throw invalidArgument('request has no input: set image, tensor or embedding');
-    const deadline = encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs);
-    // Ask only for the prefix this request can use: less to send, less to copy.
-    const input = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
-    return deps.encoder.encode({ ...input, dimension: dimension === bundle.embeddingDim ? 0 : dimension }, deadline);
-  };
-
-  const classify = async (req: ClassifyRequest__Output, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
+  const check = (req: ClassifyRequest__Output): Checked => {
     const policy = policyOf(req);
     if (req.max_dimension !== 0 && !bundle.nesting.includes(req.max_dimension))
       throw invalidArgument(`max_dimension ${req.max_dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
     const topK = req.top_k || 1;
     if (topK > bundle.labels.length) throw invalidArgument(`top_k ${topK} is more than the ${bundle.labels.length} classes`);
-    metrics.inputs.inc({ input: req.input ?? 'none' });
-    const z = await embed(req, req.max_dimension || bundle.embeddingDim, call);
-    if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
-    const result = cascade.classify(z, { thresholds: deps.thresholds.current, maxDimension: req.max_dimension || undefined, policy });
+    if (req.input !== 'image' && req.input !== 'tensor' && req.input !== 'embedding')
+      throw invalidArgument('request has no input: set image, tensor or embedding');
+    metrics.inputs.inc({ input: req.input });
+    return { policy, cap: req.max_dimension || bundle.embeddingDim, topK };
+  };
 
+  /** Runs the cascade on an embedding and records what it did. */
+  const respond = (z: Float32Array, req: ClassifyRequest__Output, c: Checked): ClassifyResponse => {
+    const result = cascade.classify(z, { thresholds: deps.thresholds.current, maxDimension: req.max_dimension || undefined, policy: c.policy });
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });
     const top = Array.from(result.probabilities.keys())
       .sort((a, b) => result.probabilities[b]! - result.probabilities[a]! || a - b)
-      .slice(0, topK)
+      .slice(0, c.topK)
       .map((i) => ({ label: bundle.labels[i]!, class_index: i, probability: result.probabilities[i]! }));
     return {
       label: bundle.labels[result.classIndex]!,
@@ -104,11 +114,83 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     };
   };
 
+  const classify = async (req: ClassifyRequest__Output, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
+    const c = check(req);
+    let z: Float32Array;
+    if (req.input === 'embedding') z = embeddingOf(req.embedding!.values, bundle.nesting);
+    else {
+      // Ask only for the prefix this request can use: less to send, less to copy.
+      const input = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
+      z = await deps.encoder.encode({ ...input, dimension: wire(c.cap) }, encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs));
+    }
+    if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
+    return respond(z, req, c);
+  };
+
+  /**
+   * The bulk path: every request is validated on its own, the ones that need the encoder share
+   * one EncodeBatch call (at the largest prefix any of them may use), and each gets its own
+   * response or the error it would have got alone.
+   */
+  const classifyBatch = async (
+    req: ClassifyBatchRequest__Output,
+    call: ServerUnaryCall<ClassifyBatchRequest__Output, ClassifyBatchResponse>,
+  ): Promise<ClassifyBatchResponse> => {
+    const n = req.requests.length;
+    if (n === 0) throw invalidArgument('requests is empty');
+    if (n > deps.maxBatchRequests) throw invalidArgument(`${n} requests is more than the ${deps.maxBatchRequests} one ClassifyBatch call may carry`);
+    const results: ClassifyBatchResponse['results'] = new Array(n);
+    const fail = (i: number, err: unknown) => {
+      const { code, details } = mapError(err);
+      results[i] = { code, message: details };
+      metrics.requests.inc({ code: codeName(code) });
+    };
+    const succeed = (i: number, z: Float32Array, c: Checked) => {
+      try {
+        results[i] = { response: respond(z, req.requests[i]!, c), code: status.OK };
+        metrics.requests.inc({ code: 'OK' });
+      } catch (err) {
+        fail(i, err);
+      }
+    };
+    const pending: { i: number; c: Checked }[] = [];
+    req.requests.forEach((r, i) => {
+      try {
+        const c = check(r);
+        if (r.input === 'embedding') succeed(i, embeddingOf(r.embedding!.values, bundle.nesting), c);
+        else pending.push({ i, c });
+      } catch (err) {
+        fail(i, err);
+      }
+    });
+    if (pending.length > 0) {
+      const dimension = Math.max(...pending.map((p) => p.c.cap));
+      const inputs = pending.map(({ i }) => {
+        const r = req.requests[i]!;
+        return r.input === 'image' ? { image: r.image } : { tensor: r.tensor };
+      });
+      try {
+        const rows = await deps.encoder.encodeBatch(inputs, wire(dimension), encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs));
+        pending.forEach(({ i, c }, k) => {
+          const row = rows[k]!;
+          if (row instanceof StatusError) fail(i, row);
+          else succeed(i, row.subarray(0, c.cap), c);
+        });
+      } catch (err) {
+        for (const { i } of pending) fail(i, err);
+      }
+    }
+    return { results };
+  };
+
   return {
-    Classify: unary(classify, cascadeErrorMapper(deps.logger), (code, seconds) => {
+    Classify: unary(classify, mapError, (code, seconds) => {
       metrics.requests.inc({ code: codeName(code) });
       metrics.requestSeconds.observe(seconds);
     }),
+    ClassifyBatch: unary(classifyBatch, mapError, (code, seconds) => {
+      metrics.batchRequests.inc({ code: codeName(code) });
+      metrics.batchRequestSeconds.observe(seconds);
+    }),
   };
 }
-

@@ -53,7 +53,8 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
     register: (server) =>
       server.addService(
         proto.mrl.v1.Encoder.service,
-        createEncoderService({ bundle, batcher, metrics, logger, maxImagePixels: config.maxImagePixels }),
+        // An EncodeBatch call larger than the queue could never be admitted whole.
+        createEncoderService({ bundle, batcher, metrics, logger, maxImagePixels: config.maxImagePixels, maxBatchInputs: config.maxQueue }),
       ),
     host: config.host,
     port: config.port,

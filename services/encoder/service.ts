@@ -1,6 +1,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Bundle } from '../common/bundle.js';
 import { callSignal } from '../common/callEnd.js';
+import type { EncodeBatchRequest__Output } from '../common/generated/mrl/v1/EncodeBatchRequest.js';
+import type { EncodeBatchResponse } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
+import type { EncodeInput__Output } from '../common/generated/mrl/v1/EncodeInput.js';
 import type { EncodeRequest__Output } from '../common/generated/mrl/v1/EncodeRequest.js';
 import type { EncodeResponse } from '../common/generated/mrl/v1/EncodeResponse.js';
 import type { EncoderHandlers } from '../common/generated/mrl/v1/Encoder.js';
@@ -18,10 +21,12 @@ export interface EncoderServiceDeps {
   logger: Logger;
   /** Images with more pixels are refused undecoded. */
   maxImagePixels: number;
+  /** Most inputs one EncodeBatch call may carry. */
+  maxBatchInputs: number;
 }
 
-/** Validates the request's input and turns it into the encoder's float input. */
-export async function requestInput(req: EncodeRequest__Output, deps: EncoderServiceDeps): Promise<Float32Array> {
+/** Validates an input (of a request or of a batch) and turns it into the encoder's float input. */
+export async function requestInput(req: EncodeRequest__Output | EncodeInput__Output, deps: EncoderServiceDeps): Promise<Float32Array> {
   switch (req.input) {
     case 'image':
       return imageToInput(req.image!, deps.bundle.input, deps.maxImagePixels);
@@ -35,10 +40,42 @@ export async function requestInput(req: EncodeRequest__Output, deps: EncoderServ
 /** The mrl.v1.Encoder implementation. */
 export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers {
   const { bundle, metrics } = deps;
-  const encode = async (req: EncodeRequest__Output, call: grpc.ServerUnaryCall<EncodeRequest__Output, EncodeResponse>): Promise<EncodeResponse> => {
-    const dimension = req.dimension || bundle.embeddingDim;
+  const dimensionOf = (requested: number) => {
+    const dimension = requested || bundle.embeddingDim;
     if (!bundle.nesting.includes(dimension))
       throw invalidArgument(`dimension ${dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
+    return dimension;
+  };
+  const mapError = baseErrorMapper(deps.logger);
+
+  /** Every input joins the shared batch queue on its own; one bad input fails only itself. */
+  const encodeBatch = async (
+    req: EncodeBatchRequest__Output,
+    call: grpc.ServerUnaryCall<EncodeBatchRequest__Output, EncodeBatchResponse>,
+  ): Promise<EncodeBatchResponse> => {
+    const dimension = dimensionOf(req.dimension);
+    const n = req.inputs.length;
+    if (n === 0) throw invalidArgument('inputs is empty');
+    if (n > deps.maxBatchInputs) throw invalidArgument(`${n} inputs is more than the ${deps.maxBatchInputs} one EncodeBatch call may carry`);
+    const signal = callSignal(call);
+    const settled = await Promise.allSettled(req.inputs.map(async (input) => deps.batcher.submit(await requestInput(input, deps), signal)));
+    const rows = new Float32Array(n * dimension);
+    const errors: EncodeBatchResponse['errors'] = [];
+    settled.forEach((s, index) => {
+      if (s.status === 'fulfilled') {
+        rows.set(prefix(s.value, dimension, req.normalize), index * dimension);
+        metrics.batchInputs.inc({ code: 'OK' });
+        return;
+      }
+      const { code, details } = mapError(s.reason);
+      errors.push({ index, code, message: details });
+      metrics.batchInputs.inc({ code: codeName(code) });
+    });
+    return { embeddings: Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength), dimension, full_dimension: bundle.embeddingDim, model: bundle.id, errors };
+  };
+
+  const encode = async (req: EncodeRequest__Output, call: grpc.ServerUnaryCall<EncodeRequest__Output, EncodeResponse>): Promise<EncodeResponse> => {
+    const dimension = dimensionOf(req.dimension);
     const embedding = await deps.batcher.submit(await requestInput(req, deps), callSignal(call));
     return {
       embedding: Array.from(prefix(embedding, dimension, req.normalize)),
@@ -47,9 +84,10 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     };
   };
   return {
-    Encode: unary(encode, baseErrorMapper(deps.logger), (code: grpc.status, seconds: number) => {
+    Encode: unary(encode, mapError, (code: grpc.status, seconds: number) => {
       metrics.requests.inc({ code: codeName(code) });
       metrics.requestSeconds.observe(seconds);
     }),
+    EncodeBatch: unary(encodeBatch, mapError, (code: grpc.status) => metrics.batchRequests.inc({ code: codeName(code) })),
   };
 }
