@@ -36,6 +36,9 @@ export class EncoderSession {
         const session = await ort.InferenceSession.create(bundle.encoderPath, {
           executionProviders: [provider],
           graphOptimizationLevel: 'all',
+          // onnxruntime's threads spin between runs by default; beside gRPC on a few cores that
+          // spinning takes the CPU the event loop needs to decode requests and fill batches.
+          extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
           ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
         });
         logger.info('encoder loaded', { model: bundle.id, execution_provider: provider });
