@@ -25,16 +25,18 @@ const pct = (a: number | undefined) => (a === undefined ? '—' : (100 * a).toFi
 function markdown(bundle: Bundle, points: CascadePoint[], fixed: Record<string, number>, trained: Record<string, Record<string, number>>, svgName: string) {
   const d = bundle.embeddingDim;
   const full = fixed[String(d)]!;
+  const kind = bundle.headKind.toUpperCase();
+  const other = bundle.headKind === 'mrl' ? 'mrl-e' : 'mrl';
   const head = points[0]!;
   const rows = [
     '| model | dimension | test accuracy (%) |',
     '| --- | ---: | ---: |',
     ...points.map(
       (p) =>
-        `| MRL cascade, calibrated for full-size accuracy − ${(100 * p.tolerance).toFixed(1)} pt on validation | ${p.test.avg_dimension.toFixed(2)} (average) | ${pct(p.test.accuracy)} |`,
+        `| ${kind} cascade, calibrated for full-size accuracy − ${(100 * p.tolerance).toFixed(1)} pt on validation | ${p.test.avg_dimension.toFixed(2)} (average) | ${pct(p.test.accuracy)} |`,
     ),
-    ...bundle.nesting.map((m) => `| MRL, fixed size | ${m} | ${pct(fixed[String(m)])} |`),
-    ...bundle.nesting.map((m) => `| MRL-E, fixed size | ${m} | ${pct(trained['mrl-e']?.[String(m)])} |`).filter((r) => !r.endsWith('| — |')),
+    ...bundle.nesting.map((m) => `| ${kind}, fixed size | ${m} | ${pct(fixed[String(m)])} |`),
+    ...bundle.nesting.map((m) => `| ${other.toUpperCase()} (its own encoder), fixed size | ${m} | ${pct(trained[other]?.[String(m)])} |`).filter((r) => !r.endsWith('| — |')),
     ...bundle.nesting.map((m) => `| fixed-feature baseline | ${m} | ${pct(trained[`ff-${m}`]?.[String(m)])} |`).filter((r) => !r.endsWith('| — |')),
   ];
   return [
@@ -82,10 +84,14 @@ export async function reportCommand(bundle: Bundle, readme: string | undefined, 
   const fixed = evaluateTable(bundle, test, 'test', { thresholds: bundle.thresholds, policy: 'full', maxDimension: 0 }).per_dimension_accuracy;
   const trained = ((bundle.meta.metrics as { test_accuracy?: Record<string, Record<string, number>> } | undefined)?.test_accuracy ?? {});
   const svgName = 'pareto.svg';
+  const kind = bundle.headKind.toUpperCase();
+  const other = bundle.headKind === 'mrl' ? 'mrl-e' : 'mrl';
   const series = [
-    { name: 'MRL cascade', colour: '#d62728', line: true, points: points.map((p) => ({ dimension: p.test.avg_dimension, accuracy: p.test.accuracy, label: `tolerance ${p.tolerance}` })) },
-    { name: 'MRL fixed size', colour: '#1f77b4', line: true, points: bundle.nesting.map((m) => ({ dimension: m, accuracy: fixed[String(m)]! })) },
-    ...(trained['mrl-e'] ? [{ name: 'MRL-E fixed size', colour: '#2ca02c', line: true, points: bundle.nesting.map((m) => ({ dimension: m, accuracy: trained['mrl-e']![String(m)]! })) }] : []),
+    { name: `${kind} cascade`, colour: '#d62728', line: true, points: points.map((p) => ({ dimension: p.test.avg_dimension, accuracy: p.test.accuracy, label: `tolerance ${p.tolerance}` })) },
+    { name: `${kind} fixed size`, colour: '#1f77b4', line: true, points: bundle.nesting.map((m) => ({ dimension: m, accuracy: fixed[String(m)]! })) },
+    ...(trained[other]
+      ? [{ name: `${other.toUpperCase()} fixed size`, colour: '#2ca02c', line: true, points: bundle.nesting.map((m) => ({ dimension: m, accuracy: trained[other]![String(m)]! })) }]
+      : []),
     {
       name: 'fixed-feature baseline',
       colour: '#7f7f7f',
