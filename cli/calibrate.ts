@@ -37,7 +37,12 @@ export interface Calibration {
 }
 
 /** Searches thresholds on a stage table for the options' objective and returns them with their record. */
-export function calibrateTable(bundle: Bundle, table: StageTable, options: Pick<CalibrateOptions, 'targetAccuracy' | 'tolerance' | 'maxAvgDim'>): Calibration {
+export function calibrateTable(
+  bundle: Bundle,
+  table: StageTable,
+  options: Pick<CalibrateOptions, 'targetAccuracy' | 'tolerance' | 'maxAvgDim'>,
+  starts: number[][] = [],
+): Calibration {
   const full = stageAccuracies(table).at(-1)!;
   let objective: Objective;
   let target: Partial<Calibration['calibration']>;
@@ -50,7 +55,7 @@ export function calibrateTable(bundle: Bundle, table: StageTable, options: Pick<
     objective = { kind: 'min-dimension', minCorrect: Math.ceil(accuracy * table.n - 1e-9) };
     target = { objective: 'min-dimension', target_accuracy: accuracy, ...(options.targetAccuracy === undefined ? { tolerance: options.tolerance } : {}) };
   }
-  const found: SearchResult = searchThresholds(table, objective);
+  const found: SearchResult = searchThresholds(table, objective, { starts });
   return {
     thresholds: found.thresholds,
     calibration: {

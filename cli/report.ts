@@ -71,16 +71,18 @@ async function replaceSection(path: string, section: string): Promise<void> {
 export async function reportCommand(bundle: Bundle, readme: string | undefined, json: boolean): Promise<number> {
   const val: StageTable = await buildStageTable(bundle, await loadSplit('validation'), 'embedding the validation split', json);
   const test: StageTable = await buildStageTable(bundle, await loadSplit('test'), 'embedding the test split', json);
-  const points: CascadePoint[] = TOLERANCES.map((tolerance) => {
-    const cal = calibrateTable(bundle, val, { tolerance });
+  const points: CascadePoint[] = [];
+  for (const tolerance of TOLERANCES) {
+    // Each stricter target's thresholds also meet the looser ones: a start that keeps the curve monotone.
+    const cal = calibrateTable(bundle, val, { tolerance }, points.map((p) => p.thresholds));
     const e = evaluateTable(bundle, test, 'test', { thresholds: cal.thresholds, policy: 'cascade', maxDimension: 0 });
-    return {
+    points.push({
       tolerance,
       thresholds: cal.thresholds,
       validation: { accuracy: cal.calibration.achieved_accuracy, avg_dimension: cal.calibration.avg_dimension },
       test: { accuracy: e.accuracy, avg_dimension: e.avg_dimension },
-    };
-  });
+    });
+  }
   const fixed = evaluateTable(bundle, test, 'test', { thresholds: bundle.thresholds, policy: 'full', maxDimension: 0 }).per_dimension_accuracy;
   const trained = ((bundle.meta.metrics as { test_accuracy?: Record<string, Record<string, number>> } | undefined)?.test_accuracy ?? {});
   const svgName = 'pareto.svg';

@@ -229,6 +229,8 @@ function exhaustive(table: StageTable, objective: Objective, maxWork: number): n
 }
 
 export interface SearchOptions {
+  /** More starting points for the heuristic, e.g. the answer for a stricter target. */
+  starts?: number[][];
   /** Small tables are searched exhaustively while candidates combined × samples stay under this (default 2e7). */
   exhaustiveWork?: number;
   /** Candidates per stage tried in hold-one moves (default 32). */
@@ -259,8 +261,10 @@ export function searchThresholds(table: StageTable, objective: Objective, option
   let bestT = coordinateDescent(table, full, objective);
   let best = at(bestT);
   const dMax = table.dims[K - 1]!;
-  for (let e = -2; e <= 4; e += 0.5) {
-    const t = coordinateDescent(table, coordinateDescent(table, full, { kind: 'lagrangian', lambda: dMax * 10 ** e }), objective);
+  const lagrangians = [];
+  for (let e = -2; e <= 4; e += 0.5) lagrangians.push(coordinateDescent(table, full, { kind: 'lagrangian', lambda: dMax * 10 ** e }));
+  for (const start of [...lagrangians, ...(options.starts ?? [])]) {
+    const t = coordinateDescent(table, start, objective);
     const p = at(t);
     if (better(objective, p, best)) {
       best = p;
