@@ -10,8 +10,15 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-/** Peak resident set size of a process so far, bytes (VmHWM). */
-export function peakRssBytes(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
+/** A `VmXxx: N kB` line of /proc/<pid>/status, in bytes. */
+function statusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} for process ${pid}`);
+  return Number(m[1]) * 1024;
 }
+
+/** Peak resident memory of a live process so far (VmHWM), bytes. */
+export const peakRssBytes = (pid: number): number => statusBytes(pid, 'VmHWM');
+
+/** Resident memory of a live process now (VmRSS), bytes. */
+export const rssBytes = (pid: number): number => statusBytes(pid, 'VmRSS');
