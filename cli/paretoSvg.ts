@@ -33,7 +33,7 @@ export function paretoSvg(title: string, series: Series[], dims: readonly number
   for (let i = 0; i <= ySteps; i++) {
     const a = yMin + ((yMax - yMin) * i) / ySteps;
     out.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${y(a)}" y2="${y(a)}" stroke="#eee"/>`);
-    out.push(`<text x="${m.left - 8}" y="${y(a) + 4}" text-anchor="end">${(100 * a).toFixed(1)}</text>`);
+    out.push(`<text x="${m.left - 8}" y="${y(a) + 4}" text-anchor="end">${(100 * a).toFixed(2)}</text>`);
   }
   out.push(`<text x="${(m.left + W - m.right) / 2}" y="${H - 12}" text-anchor="middle">dimension (log scale; cascade: average dimension used)</text>`);
   out.push(`<text transform="translate(16 ${(m.top + H - m.bottom) / 2}) rotate(-90)" text-anchor="middle">test accuracy (%)</text>`);
