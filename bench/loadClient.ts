@@ -4,6 +4,7 @@ import { classifierClient, encoderClient, float32Bytes } from '../services/commo
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { loadMrlProtos } from '../services/common/protos.js';
 import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { percentile } from '../test/helpers/load.js';
 import { ECHO_SERVICE } from './echoServer.js';
 
 /** One load point, run in its own process so the client's CPU is separate and measurable. */
@@ -35,11 +36,6 @@ export interface LoadResult {
   errors: Record<string, number>;
   avg_dimension: number | null;
   client_cpu_seconds: number;
-}
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 /** One call; resolves to the dimensions used, summed, and how many answers that covers. */
@@ -150,16 +146,15 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   }
   const cpu = process.cpuUsage(cpuAt);
   const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
-  latencies.sort((a, b) => a - b);
   const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
   return {
     spec,
     requests: latencies.length + errorCount,
     rps: latencies.length / elapsed,
     items_per_second: items / elapsed,
-    p50_ms: quantile(latencies, 0.5),
-    p95_ms: quantile(latencies, 0.95),
-    p99_ms: quantile(latencies, 0.99),
+    p50_ms: percentile(latencies, 50),
+    p95_ms: percentile(latencies, 95),
+    p99_ms: percentile(latencies, 99),
     errors,
     avg_dimension: dimCount ? dims / dimCount : null,
     client_cpu_seconds: (cpu.user + cpu.system) / 1e6,

@@ -12,8 +12,8 @@ export interface Spawned {
 }
 
 /** Runs `node --import tsx <entry>` from the repository root and watches its JSON stdout lines. */
-export function spawnTs(entry: string, env: Record<string, string>, ready: (line: Record<string, unknown>) => boolean, args: string[] = []): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+export function spawnTs(entry: string, env: Record<string, string>, ready: (line: Record<string, unknown>) => boolean): Spawned {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const readyPromise = new Promise<Record<string, unknown>>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${entry} exited (${code}) before it was ready`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -17,7 +17,8 @@ import { loadBundle } from '../services/common/bundle.js';
 import { delta, scrape } from '../test/helpers/prom.js';
 import { type HeadTimeResult, headTimeBenchmark } from './headTime.js';
 import type { LoadResult, LoadSpec } from './loadClient.js';
-import { type Spawned, runInChild, spawnTs } from './processes.js';
+import { spawnService } from '../test/helpers/processes.js';
+import { runInChild, spawnTs } from './processes.js';
 import { cpuSeconds, peakRssBytes } from './procStats.js';
 import { rawEncoderThroughput } from './rawEncoder.js';
 import { markdownReport } from './markdown.js';
@@ -47,23 +48,11 @@ export interface BenchResult {
   ratios: Record<string, number>;
 }
 
-const serving = (service: string) => (line: Record<string, unknown>) => line.msg === `${service} serving`;
-
+/** The mesh as separate processes on loopback, onnxruntime with its default threads (the test helper pins 1). */
 async function startMesh() {
-  const common = { MRL_LOG_LEVEL: 'warn' };
-  const encoder = spawnTs('services/encoder/main.ts', { ...common, MRL_LOG_LEVEL: 'info', MRL_ENCODER_HOST: '127.0.0.1', MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0' }, serving('encoder'));
-  const e = await encoder.ready;
-  const cascade = spawnTs(
-    'services/cascade/main.ts',
-    { ...common, MRL_LOG_LEVEL: 'info', MRL_CASCADE_HOST: '127.0.0.1', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0', MRL_ENCODER_TARGET: `127.0.0.1:${e.grpc_port}` },
-    serving('cascade'),
-  );
-  const c = await cascade.ready;
-  return {
-    encoder,
-    cascade,
-    ports: { encoder: Number(e.grpc_port), encoderMetrics: Number(e.metrics_port), cascade: Number(c.grpc_port), cascadeMetrics: Number(c.metrics_port) },
-  };
+  const encoder = await spawnService('encoder', { MRL_INTRA_OP_THREADS: '0' });
+  const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` });
+  return { encoder, cascade };
 }
 
 async function main(): Promise<void> {
@@ -97,11 +86,11 @@ async function main(): Promise<void> {
   log('mesh');
   const mesh = await startMesh();
   const measure = async (s: LoadSpec): Promise<MeshPoint> => {
-    const pids = { e: mesh.encoder.child.pid!, c: mesh.cascade.child.pid! };
+    const pids = { e: mesh.encoder.pid, c: mesh.cascade.pid };
     const cpu0 = { e: cpuSeconds(pids.e), c: cpuSeconds(pids.c) };
-    const m0 = await scrape(mesh.ports.encoderMetrics);
+    const m0 = await scrape(mesh.encoder.metricsPort);
     const r = await runInChild<LoadResult>(CLIENT, s);
-    const m1 = await scrape(mesh.ports.encoderMetrics);
+    const m1 = await scrape(mesh.encoder.metricsPort);
     const batches = delta(m0, m1, 'mrl_encoder_batch_size_count');
     return {
       ...r,
@@ -110,9 +99,9 @@ async function main(): Promise<void> {
       encoder_avg_batch: batches ? delta(m0, m1, 'mrl_encoder_batch_size_sum') / batches : null,
     };
   };
-  const cascadeTarget = `127.0.0.1:${mesh.ports.cascade}`;
+  const cascadeTarget = `127.0.0.1:${mesh.cascade.port}`;
   await runInChild<LoadResult>(CLIENT, spec(cascadeTarget, 'classify', 8)); // warm-up
-  const encoderAlone = await measure(spec(`127.0.0.1:${mesh.ports.encoder}`, 'encode', quick ? 8 : 64));
+  const encoderAlone = await measure(spec(`127.0.0.1:${mesh.encoder.port}`, 'encode', quick ? 8 : 64));
   const cascade: MeshPoint[] = [];
   for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
   const full: MeshPoint[] = [];
@@ -121,7 +110,7 @@ async function main(): Promise<void> {
   const bulk = await measure({ ...spec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
   const saturated = Math.max(...cascade.map((p) => p.rps));
   const openLoop = await measure(spec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
-  const peak = { encoder: peakRssBytes(mesh.encoder.child.pid!), cascade: peakRssBytes(mesh.cascade.child.pid!) };
+  const peak = { encoder: peakRssBytes(mesh.encoder.pid), cascade: peakRssBytes(mesh.cascade.pid) };
   await mesh.cascade.stop();
   await mesh.encoder.stop();
 

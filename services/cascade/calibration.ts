@@ -172,23 +172,25 @@ function candidates(table: StageTable, k: number, max: number): number[] {
   return out;
 }
 
+/** The table's right answers and dimension sum under thresholds `t`. */
+function point(table: StageTable, t: readonly number[]): Point {
+  const r = replay(table, t);
+  return { correct: r.correct, cost: r.dimensionSum };
+}
+
 /**
  * Escapes the local optima of one-stage moves: for each stage k and each of its candidates, the
  * other stages re-optimised by coordinate descent with k held. Returns an improved point or undefined.
  */
 function holdOneMove(table: StageTable, t: number[], objective: Objective, maxCandidates: number): number[] | undefined {
-  const at = (x: number[]): Point => {
-    const r = replay(table, x);
-    return { correct: r.correct, cost: r.dimensionSum };
-  };
-  let best = at(t);
+  let best = point(table, t);
   let bestT: number[] | undefined;
   for (let k = 0; k < t.length; k++)
     for (const c of candidates(table, k, maxCandidates)) {
       const start = [...t];
       start[k] = c;
       const x = coordinateDescent(table, start, objective, k);
-      const p = at(x);
+      const p = point(table, x);
       if (better(objective, p, best)) {
         best = p;
         bestT = x;
@@ -214,8 +216,7 @@ function exhaustive(table: StageTable, objective: Objective, maxWork: number): n
   const t = new Array<number>(all.length);
   const visit = (k: number) => {
     if (k === all.length) {
-      const r = replay(table, t);
-      const p = { correct: r.correct, cost: r.dimensionSum };
+      const p = point(table, t);
       if (best === undefined || better(objective, p, best)) [best, bestT] = [p, [...t]];
       return;
     }
@@ -254,19 +255,16 @@ export function searchThresholds(table: StageTable, objective: Objective, option
   const exact = exhaustive(table, objective, options.exhaustiveWork ?? 2e7);
   if (exact) return result(exact);
   const full = new Array<number>(K - 1).fill(1);
-  const at = (t: number[]): Point => {
-    const r = replay(table, t);
-    return { correct: r.correct, cost: r.dimensionSum };
-  };
-  let bestT = coordinateDescent(table, full, objective);
-  let best = at(bestT);
   const dMax = table.dims[K - 1]!;
-  const lagrangians = [];
-  for (let e = -2; e <= 4; e += 0.5) lagrangians.push(coordinateDescent(table, full, { kind: 'lagrangian', lambda: dMax * 10 ** e }));
-  for (const start of [...lagrangians, ...(options.starts ?? [])]) {
+  const starts = [full];
+  for (let e = -2; e <= 4; e += 0.5) starts.push(coordinateDescent(table, full, { kind: 'lagrangian', lambda: dMax * 10 ** e }));
+  starts.push(...(options.starts ?? []));
+  let bestT = full;
+  let best: Point | undefined;
+  for (const start of starts) {
     const t = coordinateDescent(table, start, objective);
-    const p = at(t);
-    if (better(objective, p, best)) {
+    const p = point(table, t);
+    if (best === undefined || better(objective, p, best)) {
       best = p;
       bestT = t;
     }

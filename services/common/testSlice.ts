@@ -32,8 +32,8 @@ export async function loadTestSlice(bundle: Bundle): Promise<TestSlice> {
   return { count: meta.count, height: bundle.input.height, width: bundle.input.width, images, labels };
 }
 
-/** Pixel bytes → the encoder's float input (byte × scale + offset). */
-export function pixelsToInput(pixels: Uint8Array, bundle: Bundle): Float32Array {
+/** Pixel bytes → the encoder's float input (byte × scale + offset), for slices and decoded images alike. */
+export function pixelsToInput(pixels: Uint8Array, bundle: Pick<Bundle, 'input'>): Float32Array {
   const out = new Float32Array(pixels.length);
   const { scale, offset } = bundle.input;
   for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * scale + offset;

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import type { InputSpec } from '../common/bundle.js';
 import { invalidArgument } from '../common/statusError.js';
+import { pixelsToInput } from '../common/testSlice.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
 const IMAGE_FORMATS = new Set(['png', 'jpeg']);
@@ -37,9 +38,7 @@ export async function imageToInput(bytes: Buffer, spec: InputSpec, maxPixels: nu
     throw invalidArgument(`image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
   }
   if (pixels.length !== spec.width * spec.height) throw invalidArgument('image did not decode to one grayscale channel');
-  const out = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * spec.scale + spec.offset;
-  return out;
+  return pixelsToInput(pixels, { input: spec });
 }
 
 /** The shapes a tensor for one image may take: [H, W], [1, H, W] or [1, 1, H, W]. */
