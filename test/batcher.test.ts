@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { StatusError } from '../services/common/statusError.js';
-import { Batcher } from '../services/encoder/batcher.js';
+import { Batcher } from '../services/common/batcher.js';
 
 describe('Batcher', () => {
   it('coalesces concurrent submits into batches of at most maxBatch, in order', async () => {
@@ -45,5 +45,53 @@ describe('Batcher', () => {
     expect(a.status).toBe('rejected');
     expect(c.status).toBe('rejected');
     expect(await b.submit(3)).toBe(3);
+  });
+
+  it('with maxDelayMs 0, gathers what is submitted in the same turn into one batch', async () => {
+    const sizes: number[] = [];
+    const b = new Batcher<number, number>({ maxBatch: 64, maxDelayMs: 0, maxQueue: 100 }, async (xs) => {
+      sizes.push(xs.length);
+      return xs;
+    });
+    await Promise.all(Array.from({ length: 5 }, (_, i) => b.submit(i)));
+    expect(sizes).toEqual([5]);
+  });
+
+  it('runs up to maxInFlight batches at once and fills the next while they run', async () => {
+    const gates: (() => void)[] = [];
+    const runs: number[][] = [];
+    let running = 0;
+    let most = 0;
+    const b = new Batcher<number, number>({ maxBatch: 8, maxDelayMs: 0, maxQueue: 100, maxInFlight: 2 }, async (xs) => {
+      runs.push(xs);
+      most = Math.max(most, ++running);
+      await new Promise<void>((r) => gates.push(r));
+      running--;
+      return xs;
+    });
+    const first = [b.submit(0), b.submit(1)];
+    await new Promise((r) => setImmediate(r));
+    const second = b.submit(2);
+    await new Promise((r) => setImmediate(r));
+    const waiting = [3, 4, 5].map((i) => b.submit(i));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(runs).toEqual([[0, 1], [2]]); // two in flight; 3, 4, 5 wait together
+    gates.shift()!();
+    await Promise.all(first);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(runs.at(-1)).toEqual([3, 4, 5]);
+    while (gates.length) gates.shift()!();
+    expect(await Promise.all([second, ...waiting])).toEqual([2, 3, 4, 5]);
+    expect(most).toBe(2);
+  });
+
+  it('stops a batch before its weight passes maxWeight, but always takes one item', async () => {
+    const runs: number[][] = [];
+    const b = new Batcher<number, number>({ maxBatch: 10, maxDelayMs: 0, maxQueue: 100, maxWeight: 10, weigh: (x) => x }, async (xs) => {
+      runs.push(xs);
+      return xs;
+    });
+    await Promise.all([4, 5, 2, 30, 1].map((x) => b.submit(x)));
+    expect(runs).toEqual([[4, 5], [2], [30], [1]]);
   });
 });

@@ -92,9 +92,12 @@ describe('encoder process killed under load', () => {
     for (const code of ['OK', 'UNAVAILABLE', 'DEADLINE_EXCEEDED', 'INTERNAL', 'CANCELLED'])
       expect(delta(before, after, `mrl_cascade_requests_total{code="${code}"}`), code).toBe(counts[code] ?? 0);
 
-    // Open: rejected without an encoder call. Every rejection the client saw is a breaker
-    // `reject`, and the new encoder served exactly the calls answered OK after the old one died.
-    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="reject"}')).toBe(outcomes.filter(breakerOpen).length);
+    // Open: rejected without an encoder call. Each breaker `reject` refused one EncodeBatch call,
+    // which carried one or more of the rejections the client saw (concurrent calls share one);
+    // the new encoder served exactly the calls answered OK after the old one died.
+    const rejects = delta(before, after, 'mrl_cascade_breaker_events_total{event="reject"}');
+    expect(rejects).toBeGreaterThanOrEqual(1);
+    expect(rejects).toBeLessThanOrEqual(outcomes.filter(breakerOpen).length);
     const encoderAfter = await scrape(replacement.metricsPort);
     const servedByReplacement = [...encoderAfter].filter(([k]) => k.startsWith('mrl_encoder_requests_total{')).reduce((s, [, v]) => s + v, 0);
     expect(servedByReplacement).toBe(outcomes.filter((o) => o.code === status.OK && o.startedAt > deadAt).length);

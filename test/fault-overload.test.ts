@@ -116,7 +116,13 @@ describe('encoder overload', () => {
   }, 60_000);
 
   it('through the cascade, RESOURCE_EXHAUSTED reaches the caller and does not open the breaker', async () => {
-    const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` });
+    // Small encoder calls, many in flight: more inputs reach the encoder than its queue holds,
+    // so the encoder refuses some inputs of a call while it serves the others.
+    const cascade = await spawnService('cascade', {
+      MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`,
+      MRL_ENCODER_BATCH: String(MAX_BATCH),
+      MRL_ENCODER_CALLS_IN_FLIGHT: String((4 * MAX_QUEUE) / MAX_BATCH),
+    });
     const classifier = classifierClient(`127.0.0.1:${cascade.port}`);
     try {
       const before = await scrape(cascade.metricsPort);

@@ -4,7 +4,7 @@ import { loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, float32Bytes } from '../services/common/clients.js';
 import { StatusError } from '../services/common/statusError.js';
 import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
-import { Batcher } from '../services/encoder/batcher.js';
+import { Batcher } from '../services/common/batcher.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import { late, outcome, tally, waitFor } from './helpers/load.js';
 import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';

@@ -76,6 +76,18 @@ describe('Classify end to end (real encoder and cascade on loopback)', () => {
     expect(delta(encBefore, encAfter, 'mrl_encoder_requests_total{code="INVALID_ARGUMENT"}')).toBe(1);
   });
 
+  it('concurrent Classify calls share EncodeBatch calls, and each gets its own answer', async () => {
+    const n = 32;
+    const alone: number[] = [];
+    for (let i = 0; i < n; i++) alone.push((await classify(mesh.classifier, { tensor: tensorOf(i) })).class_index);
+    const before = await scrape(mesh.cascade.metricsPort);
+    const together = await Promise.all(Array.from({ length: n }, (_, i) => classify(mesh.classifier, { tensor: tensorOf(i) })));
+    const after = await scrape(mesh.cascade.metricsPort);
+    expect(together.map((a) => a.class_index)).toEqual(alone);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(n);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBeLessThan(n);
+  });
+
   it('a precomputed embedding skips the encoder and gets the same answer', async () => {
     const full = await encode(mesh.encoderClient, { tensor: tensorOf(5) });
     expect(full.embedding).toHaveLength(bundle.embeddingDim);
@@ -170,7 +182,10 @@ describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
     expect(delta(before, after, 'mrl_cascade_dimension_used_count')).toBe(ok);
     expect(delta(before, after, 'mrl_cascade_batch_requests_total{code="OK"}')).toBe(1);
     expect(delta(encBefore, encAfter, 'mrl_encoder_batch_requests_total{code="OK"}')).toBe(1);
-    expect(delta(encBefore, encAfter, 'mrl_encoder_requests_total{code="OK"}')).toBe(0);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
+    // The encoder counts each input it encoded; the embedding request never reached it.
+    const encoded = batch.results.filter((r, i) => r.code === status.OK && !('embedding' in requests[i]!)).length;
+    expect(delta(encBefore, encAfter, 'mrl_encoder_requests_total{code="OK"}')).toBe(encoded);
   });
 
   it('EncodeBatch returns packed float32 rows equal to Encode, and per-input errors', async () => {

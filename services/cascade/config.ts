@@ -2,6 +2,7 @@ import { DEFAULT_MODEL_DIR } from '../common/bundle.js';
 import { type Env, distinctPorts, envReader, isGrpcTarget, isHost } from '../common/config.js';
 import type { LogLevel } from '../common/logger.js';
 import { type ClientTls, type ServerTls, clientTlsSettings, serverTlsSettings } from '../common/tls.js';
+import type { CoalescingOptions } from './coalescingEncoder.js';
 import type { BreakerOptions } from './encoderClient.js';
 
 export interface CascadeConfig {
@@ -36,6 +37,15 @@ export interface CascadeConfig {
   encoderTls?: ClientTls;
   /** MRL_ENCODER_TIMEOUT_MS: encoder deadline when the caller sets none, ms (default 5000). */
   encoderTimeoutMs: number;
+  /**
+   * How concurrent requests share EncodeBatch calls. MRL_ENCODER_BATCH: most inputs per call
+   * (default 64; 1 sends every request alone). MRL_ENCODER_BATCH_DELAY_MS: longest an input waits
+   * for others, ms (default 0: only requests that arrive together, or while calls are in flight,
+   * share a call). MRL_ENCODER_CALLS_IN_FLIGHT: most calls at once (default 2).
+   * MRL_ENCODER_QUEUE: most inputs waiting before requests get RESOURCE_EXHAUSTED (default 4096).
+   * A call's request stays under MRL_MAX_MESSAGE_BYTES.
+   */
+  coalescing: CoalescingOptions;
   /** MRL_THRESHOLDS_FILE: thresholds override, reloaded on change (default: the bundle's thresholds). */
   thresholdsFile?: string;
   /** MRL_THRESHOLDS_POLL_MS: how often the thresholds file is checked, ms (default 1000). */
@@ -54,6 +64,7 @@ export interface CascadeConfig {
 
 export function cascadeConfig(env: Env): CascadeConfig {
   const r = envReader(env);
+  const maxMessageBytes = r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30);
   const config: CascadeConfig = {
     modelDir: r.dir('MRL_MODEL_DIR', DEFAULT_MODEL_DIR),
     host: r.checked('MRL_CASCADE_HOST', '0.0.0.0', isHost, 'an IP address or a host name'),
@@ -64,6 +75,13 @@ export function cascadeConfig(env: Env): CascadeConfig {
     encoderTarget: r.checked('MRL_ENCODER_TARGET', 'localhost:50052', isGrpcTarget, 'host:port, [ipv6]:port or dns:///host:port'),
     encoderTls: clientTlsSettings(r, 'MRL_ENCODER_TLS'),
     encoderTimeoutMs: r.int('MRL_ENCODER_TIMEOUT_MS', 5000, 1, 600_000),
+    coalescing: {
+      maxBatch: r.int('MRL_ENCODER_BATCH', 64, 1, 4096),
+      maxDelayMs: r.int('MRL_ENCODER_BATCH_DELAY_MS', 0, 0, 1000),
+      maxInFlight: r.int('MRL_ENCODER_CALLS_IN_FLIGHT', 2, 1, 1024),
+      maxQueue: r.int('MRL_ENCODER_QUEUE', 4096, 1, 1_000_000),
+      maxBatchBytes: maxMessageBytes,
+    },
     // Checked against the bundle's nesting when the cascade starts (startCascade).
     thresholdsFile: r.optionalString('MRL_THRESHOLDS_FILE'),
     thresholdsPollMs: r.int('MRL_THRESHOLDS_POLL_MS', 1000, 10, 3_600_000),
@@ -73,7 +91,7 @@ export function cascadeConfig(env: Env): CascadeConfig {
       resetTimeoutMs: r.int('MRL_BREAKER_RESET_MS', 5000, 10, 3_600_000),
       rollingWindowMs: r.int('MRL_BREAKER_WINDOW_MS', 10_000, 100, 3_600_000),
     },
-    maxMessageBytes: r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30),
+    maxMessageBytes,
     maxBatchRequests: r.int('MRL_MAX_BATCH_REQUESTS', 1024, 1, 1_000_000),
     shutdownGraceMs: r.int('MRL_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel: r.logLevel(),

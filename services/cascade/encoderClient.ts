@@ -2,8 +2,6 @@ import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
 import type { EncodeBatchResponse__Output } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import type { EncodeRequest } from '../common/generated/mrl/v1/EncodeRequest.js';
-import type { EncodeResponse__Output } from '../common/generated/mrl/v1/EncodeResponse.js';
 import type { Logger } from '../common/logger.js';
 import { loadMrlProtos } from '../common/protos.js';
 import { StatusError } from '../common/statusError.js';
@@ -50,8 +48,6 @@ function encoderStatus(err: grpc.ServiceError): StatusError {
 }
 
 export interface EncoderClient {
-  /** Full (or `dimension`-long) embedding for one input; fails by `deadline`. */
-  encode(request: EncodeRequest, deadline: Date): Promise<Float32Array>;
   /** One EncodeBatch call: per input, its `dimension`-long row or its own error. */
   encodeBatch(inputs: EncodeInput[], dimension: number, deadline: Date): Promise<(Float32Array | StatusError)[]>;
   close(): void;
@@ -75,7 +71,7 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     'grpc.keepalive_timeout_ms': 10_000,
     ...options.channelOptions,
   });
-  // One breaker for both calls: it guards the encoder, whichever call finds it failing.
+  // Every call passes the breaker: it guards the encoder whichever requests a call carries.
   const breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
     timeout: false, // the gRPC deadline bounds each call
     errorThresholdPercentage: options.breaker.errorThresholdPercentage,
@@ -94,13 +90,16 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
   for (const event of ['open', 'halfOpen', 'close', 'reject', 'failure', 'success'])
     (breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
   metrics.breakerState.set(BREAKER_STATE.closed);
-  const guarded = <T>(run: (done: (err: grpc.ServiceError | null, value?: T) => void) => void) =>
-    breaker.fire(() => new Promise<T>((resolve, reject) => run((err, value) => (err ? reject(encoderStatus(err)) : resolve(value!))))) as Promise<T>;
   return {
-    encode: (request, deadline) =>
-      guarded<EncodeResponse__Output>((done) => client.Encode(request, { deadline }, done)).then((res) => Float32Array.from(res.embedding)),
     encodeBatch: (inputs, dimension, deadline) =>
-      guarded<EncodeBatchResponse__Output>((done) => client.EncodeBatch({ inputs, dimension }, { deadline }, done)).then((res) => batchRows(res, inputs.length)),
+      (
+        breaker.fire(
+          () =>
+            new Promise<EncodeBatchResponse__Output>((resolve, reject) =>
+              client.EncodeBatch({ inputs, dimension }, { deadline }, (err, res) => (err ? reject(encoderStatus(err)) : resolve(res!))),
+            ),
+        ) as Promise<EncodeBatchResponse__Output>
+      ).then((res) => batchRows(res, inputs.length)),
     close: () => {
       breaker.shutdown();
       client.close();

@@ -25,6 +25,12 @@ export function createCascadeMetrics(nesting: readonly number[]) {
     exits: new Counter({ name: 'mrl_cascade_exits_total', help: 'Successful Classify calls by the stage (dimension) that answered', labelNames: ['dimension'], registers }),
     escalations: new Counter({ name: 'mrl_cascade_escalations_total', help: 'Stages that were not confident and escalated, by their dimension', labelNames: ['dimension'], registers }),
     inputs: new Counter({ name: 'mrl_cascade_inputs_total', help: 'Classify calls by input kind (image, tensor, embedding)', labelNames: ['input'], registers }),
+    encoderBatchSize: new Histogram({
+      name: 'mrl_cascade_encoder_batch_size',
+      help: 'Inputs per EncodeBatch call to the encoder (concurrent Classify calls and ClassifyBatch items share calls)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    }),
     breakerState: new Gauge({ name: 'mrl_cascade_breaker_state', help: 'Encoder circuit breaker: 0 closed, 1 half-open, 2 open', registers }),
     breakerEvents: new Counter({ name: 'mrl_cascade_breaker_events_total', help: 'Encoder circuit breaker events', labelNames: ['event'], registers }),
     threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),

@@ -7,6 +7,7 @@ import { loadMrlProtos } from '../common/protos.js';
 import { channelCredentials, serverCredentials } from '../common/tls.js';
 import { Cascade } from './cascade.js';
 import type { CascadeConfig } from './config.js';
+import { CoalescingEncoder } from './coalescingEncoder.js';
 import { createEncoderClient } from './encoderClient.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
 import { createClassifierService } from './service.js';
@@ -60,6 +61,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     metrics,
     logger,
   );
+  const coalescing = new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics);
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const { definition, proto } = loadMrlProtos();
   const grpcServer = await startGrpcServer({
@@ -72,7 +74,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
           bundle,
           cascade,
           thresholds,
-          encoder,
+          encoder: coalescing,
           metrics,
           logger,
           defaultTimeoutMs: config.encoderTimeoutMs,

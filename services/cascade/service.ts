@@ -3,13 +3,16 @@ import type { Bundle } from '../common/bundle.js';
 import type { ClassifierHandlers } from '../common/generated/mrl/v1/Classifier.js';
 import type { ClassifyBatchRequest__Output } from '../common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse } from '../common/generated/mrl/v1/ClassifyBatchResponse.js';
+import type { ClassifyBatchResult } from '../common/generated/mrl/v1/ClassifyBatchResult.js';
 import type { ClassifyRequest__Output } from '../common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyResponse.js';
 import type { Logger } from '../common/logger.js';
+import { callSignal } from '../common/callEnd.js';
+import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from './cascade.js';
-import type { EncoderClient } from './encoderClient.js';
+import type { CoalescingEncoder } from './coalescingEncoder.js';
 import { cascadeErrorMapper } from './errorStatus.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ThresholdStore } from './thresholds.js';
@@ -18,7 +21,7 @@ export interface ClassifierServiceDeps {
   bundle: Bundle;
   cascade: Cascade;
   thresholds: ThresholdStore;
-  encoder: EncoderClient;
+  encoder: CoalescingEncoder;
   metrics: CascadeMetrics;
   logger: Logger;
   /** Deadline given to encoder calls when the caller set none, ms. */
@@ -72,8 +75,6 @@ interface Checked {
 export function createClassifierService(deps: ClassifierServiceDeps): ClassifierHandlers {
   const { bundle, cascade, metrics } = deps;
   const mapError = cascadeErrorMapper(deps.logger);
-  /** The encoder's `dimension` argument for a prefix (0 asks for the full embedding). */
-  const wire = (dimension: number) => (dimension === bundle.embeddingDim ? 0 : dimension);
 
   const check = (req: ClassifyRequest__Output): Checked => {
     const policy = policyOf(req);
@@ -114,23 +115,27 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     };
   };
 
+  /**
+   * The request's embedding, as long as it may use: given, or from the encoder (only the prefix
+   * the request can use: less to send, less to copy).
+   */
+  const embed = (req: ClassifyRequest__Output, c: Checked, deadline: Date, signal: AbortSignal): Promise<Float32Array> | Float32Array => {
+    if (req.input === 'embedding') return embeddingOf(req.embedding!.values, bundle.nesting);
+    const input: EncodeInput = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
+    return deps.encoder.encode(input, c.cap, deadline, signal);
+  };
+  const deadlineOf = (call: ServerUnaryCall<unknown, unknown>) => encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs);
+
   const classify = async (req: ClassifyRequest__Output, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
     const c = check(req);
-    let z: Float32Array;
-    if (req.input === 'embedding') z = embeddingOf(req.embedding!.values, bundle.nesting);
-    else {
-      // Ask only for the prefix this request can use: less to send, less to copy.
-      const input = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
-      z = await deps.encoder.encode({ ...input, dimension: wire(c.cap) }, encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs));
-    }
+    const z = await embed(req, c, deadlineOf(call), callSignal(call));
     if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
     return respond(z, req, c);
   };
 
   /**
-   * The bulk path: every request is validated on its own, the ones that need the encoder share
-   * one EncodeBatch call (at the largest prefix any of them may use), and each gets its own
-   * response or the error it would have got alone.
+   * The bulk path: every request is validated and answered on its own (its response or the
+   * error it would have got alone); their encoder inputs share EncodeBatch calls.
    */
   const classifyBatch = async (
     req: ClassifyBatchRequest__Output,
@@ -139,47 +144,22 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     const n = req.requests.length;
     if (n === 0) throw invalidArgument('requests is empty');
     if (n > deps.maxBatchRequests) throw invalidArgument(`${n} requests is more than the ${deps.maxBatchRequests} one ClassifyBatch call may carry`);
-    const results: ClassifyBatchResponse['results'] = new Array(n);
-    const fail = (i: number, err: unknown) => {
-      const { code, details } = mapError(err);
-      results[i] = { code, message: details };
-      metrics.requests.inc({ code: codeName(code) });
-    };
-    const succeed = (i: number, z: Float32Array, c: Checked) => {
-      try {
-        results[i] = { response: respond(z, req.requests[i]!, c), code: status.OK };
-        metrics.requests.inc({ code: 'OK' });
-      } catch (err) {
-        fail(i, err);
-      }
-    };
-    const pending: { i: number; c: Checked }[] = [];
-    req.requests.forEach((r, i) => {
-      try {
-        const c = check(r);
-        if (r.input === 'embedding') succeed(i, embeddingOf(r.embedding!.values, bundle.nesting), c);
-        else pending.push({ i, c });
-      } catch (err) {
-        fail(i, err);
-      }
-    });
-    if (pending.length > 0) {
-      const dimension = Math.max(...pending.map((p) => p.c.cap));
-      const inputs = pending.map(({ i }) => {
-        const r = req.requests[i]!;
-        return r.input === 'image' ? { image: r.image } : { tensor: r.tensor };
-      });
-      try {
-        const rows = await deps.encoder.encodeBatch(inputs, wire(dimension), encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs));
-        pending.forEach(({ i, c }, k) => {
-          const row = rows[k]!;
-          if (row instanceof StatusError) fail(i, row);
-          else succeed(i, row.subarray(0, c.cap), c);
-        });
-      } catch (err) {
-        for (const { i } of pending) fail(i, err);
-      }
-    }
+    const deadline = deadlineOf(call);
+    const signal = callSignal(call);
+    const results = await Promise.all(
+      req.requests.map(async (r): Promise<ClassifyBatchResult> => {
+        try {
+          const c = check(r);
+          const response = respond(await embed(r, c, deadline, signal), r, c);
+          metrics.requests.inc({ code: 'OK' });
+          return { response, code: status.OK };
+        } catch (err) {
+          const { code, details } = mapError(err);
+          metrics.requests.inc({ code: codeName(code) });
+          return { code, message: details };
+        }
+      }),
+    );
     return { results };
   };
 

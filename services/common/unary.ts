@@ -16,24 +16,28 @@ export function baseErrorMapper(logger: Logger): ErrorMapper {
 
 /**
  * An async unary handler as grpc-js wants it: exactly one callback, errors mapped to a status,
- * and `observe(code, seconds)` called once per call for metrics, with the code the client got:
- * a call whose deadline passed or that the client cancelled before the handler answered counts
- * as DEADLINE_EXCEEDED or CANCELLED, whatever the handler returns afterwards.
+ * and `observe(code, seconds, request, response)` called once per call for metrics, with the code
+ * the client got: a call whose deadline passed or that the client cancelled before the handler
+ * answered counts as DEADLINE_EXCEEDED or CANCELLED, whatever the handler returns afterwards.
+ * `response` is set only when the client got it.
  */
 export function unary<Req, Res>(
   handle: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
   mapError: ErrorMapper,
-  observe: (code: grpc.status, seconds: number) => void,
+  observe: (code: grpc.status, seconds: number, request: Req, response?: Res) => void,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const start = process.hrtime.bigint();
     // A call that already ended was answered by grpc-js (its deadline) or by no one (cancelled):
     // count what its client saw; the callback is then a no-op.
-    const done = (code: grpc.status) =>
-      observe(call.cancelled ? endedStatus(call).code : code, Number(process.hrtime.bigint() - start) / 1e9);
+    const done = (code: grpc.status, res?: Res) => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      if (call.cancelled) observe(endedStatus(call).code, seconds, call.request);
+      else observe(code, seconds, call.request, res);
+    };
     handle(call.request, call).then(
       (res) => {
-        done(grpc.status.OK);
+        done(grpc.status.OK, res);
         callback(null, res);
       },
       (err: unknown) => {

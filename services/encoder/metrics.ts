@@ -9,10 +9,14 @@ export function createEncoderMetrics() {
   const registers = [registry];
   return {
     registry,
-    requests: new Counter({ name: 'mrl_encoder_requests_total', help: 'Encode calls by gRPC status code', labelNames: ['code'], registers }),
-    requestSeconds: new Histogram({ name: 'mrl_encoder_request_duration_seconds', help: 'Encode call latency', buckets: SECONDS, registers }),
+    requests: new Counter({
+      name: 'mrl_encoder_requests_total',
+      help: 'Inputs to encode (an Encode call, or one input of an EncodeBatch call) by gRPC status code',
+      labelNames: ['code'],
+      registers,
+    }),
+    requestSeconds: new Histogram({ name: 'mrl_encoder_request_duration_seconds', help: 'Encode and EncodeBatch call latency', buckets: SECONDS, registers }),
     batchRequests: new Counter({ name: 'mrl_encoder_batch_requests_total', help: 'EncodeBatch calls by gRPC status code', labelNames: ['code'], registers }),
-    batchInputs: new Counter({ name: 'mrl_encoder_batch_inputs_total', help: 'Inputs received in EncodeBatch calls, by outcome', labelNames: ['code'], registers }),
     batchSize: new Histogram({
       name: 'mrl_encoder_batch_size',
       help: 'Images per encoder run',

@@ -4,7 +4,7 @@ import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
 import { serverCredentials } from '../common/tls.js';
-import { Batcher } from './batcher.js';
+import { Batcher } from '../common/batcher.js';
 import type { EncoderConfig } from './config.js';
 import { createEncoderMetrics } from './metrics.js';
 import { createEncoderService } from './service.js';
@@ -28,7 +28,7 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
   const session = await EncoderSession.create(bundle, config, logger);
   metrics.info.set({ model: bundle.id, execution_provider: session.provider }, 1);
   const batcher = new Batcher<Float32Array, Float32Array>(
-    { maxBatch: config.maxBatch, maxDelayMs: config.maxBatchDelayMs, maxQueue: config.maxQueue },
+    { maxBatch: config.maxBatch, maxDelayMs: config.maxBatchDelayMs, maxQueue: config.maxQueue, name: 'encoder queue' },
     async (images) => {
       const end = metrics.inferenceSeconds.startTimer();
       try {

@@ -10,7 +10,7 @@ import type { EncoderHandlers } from '../common/generated/mrl/v1/Encoder.js';
 import type { Logger } from '../common/logger.js';
 import { invalidArgument } from '../common/statusError.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
-import type { Batcher } from './batcher.js';
+import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
 import { imageToInput, prefix, tensorToInput } from './preprocess.js';
 
@@ -62,14 +62,11 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     const rows = new Float32Array(n * dimension);
     const errors: EncodeBatchResponse['errors'] = [];
     settled.forEach((s, index) => {
-      if (s.status === 'fulfilled') {
-        rows.set(prefix(s.value, dimension, req.normalize), index * dimension);
-        metrics.batchInputs.inc({ code: 'OK' });
-        return;
+      if (s.status === 'fulfilled') rows.set(prefix(s.value, dimension, req.normalize), index * dimension);
+      else {
+        const { code, details } = mapError(s.reason);
+        errors.push({ index, code, message: details });
       }
-      const { code, details } = mapError(s.reason);
-      errors.push({ index, code, message: details });
-      metrics.batchInputs.inc({ code: codeName(code) });
     });
     return { embeddings: Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength), dimension, full_dimension: bundle.embeddingDim, model: bundle.id, errors };
   };
@@ -84,10 +81,18 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     };
   };
   return {
-    Encode: unary(encode, mapError, (code: grpc.status, seconds: number) => {
+    Encode: unary(encode, mapError, (code, seconds) => {
       metrics.requests.inc({ code: codeName(code) });
       metrics.requestSeconds.observe(seconds);
     }),
-    EncodeBatch: unary(encodeBatch, mapError, (code: grpc.status) => metrics.batchRequests.inc({ code: codeName(code) })),
+    // Every input counts in mrl_encoder_requests_total: with its own outcome when the client got
+    // the response, else with the code the whole call ended with.
+    EncodeBatch: unary(encodeBatch, mapError, (code, seconds, req, res) => {
+      metrics.batchRequests.inc({ code: codeName(code) });
+      metrics.requestSeconds.observe(seconds);
+      const failed = res?.errors ?? [];
+      metrics.requests.inc({ code: codeName(code) }, req.inputs.length - failed.length);
+      for (const e of failed) metrics.requests.inc({ code: codeName(e.code!) });
+    }),
   };
 }

@@ -1,0 +1,81 @@
+import { status } from '@grpc/grpc-js';
+import { Batcher } from '../common/batcher.js';
+import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
+import { StatusError } from '../common/statusError.js';
+import type { EncoderClient } from './encoderClient.js';
+import type { CascadeMetrics } from './metrics.js';
+
+export interface CoalescingOptions {
+  /** Most inputs in one EncodeBatch call. */
+  maxBatch: number;
+  /** Longest an input waits for others to join its call, ms; 0 = only those arriving together. */
+  maxDelayMs: number;
+  /** Most EncodeBatch calls in flight; the next call's inputs gather while they run. */
+  maxInFlight: number;
+  /** Most inputs waiting; further ones fail at once with RESOURCE_EXHAUSTED. */
+  maxQueue: number;
+  /** Largest EncodeBatch request, bytes: the encoder refuses messages over its own limit. */
+  maxBatchBytes: number;
+}
+
+interface Job {
+  input: EncodeInput;
+  /** The prefix this input's request may use. */
+  dimension: number;
+  deadline: Date;
+}
+
+/** Room for an input's framing in the EncodeBatch message besides its payload. */
+const INPUT_OVERHEAD_BYTES = 32;
+
+function inputBytes({ input }: Job): number {
+  const payload = input.image ? input.image.length : (input.tensor?.raw?.length ?? 0) + 4 * (input.tensor?.values?.length ?? 0);
+  return payload + INPUT_OVERHEAD_BYTES;
+}
+
+/** Rejects with the cascade's own DEADLINE_EXCEEDED once `deadline` passes. */
+function before<T>(work: Promise<T>, deadline: Date): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder')), deadline.getTime() - Date.now());
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The cascade's way to the encoder: inputs of concurrent Classify calls (and the items of
+ * ClassifyBatch calls) share EncodeBatch calls, so under load one gRPC hop and one breaker
+ * decision serve many requests. A call asks for the largest prefix any of its inputs may use and
+ * runs until the latest of their deadlines; each input still fails at its own deadline.
+ */
+export class CoalescingEncoder {
+  readonly #batcher: Batcher<Job, Float32Array | StatusError>;
+
+  constructor(encoder: EncoderClient, embeddingDim: number, options: CoalescingOptions, metrics: CascadeMetrics) {
+    this.#batcher = new Batcher<Job, Float32Array | StatusError>(
+      {
+        maxBatch: options.maxBatch,
+        maxDelayMs: options.maxDelayMs,
+        maxInFlight: options.maxInFlight,
+        maxQueue: options.maxQueue,
+        maxWeight: options.maxBatchBytes,
+        weigh: inputBytes,
+        name: 'cascade encoder queue',
+      },
+      (jobs) => {
+        const dimension = Math.max(...jobs.map((j) => j.dimension));
+        const deadline = new Date(Math.max(...jobs.map((j) => j.deadline.getTime())));
+        // The encoder's `dimension` 0 asks for the full embedding.
+        return encoder.encodeBatch(jobs.map((j) => j.input), dimension === embeddingDim ? 0 : dimension, deadline);
+      },
+      { batch: (size) => metrics.encoderBatchSize.observe(size) },
+    );
+  }
+
+  /** The first `dimension` values of `input`'s embedding; fails by `deadline`, or once `signal` aborts while it waits. */
+  async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
+    const row = await before(this.#batcher.submit({ input, dimension, deadline }, signal), deadline);
+    if (row instanceof StatusError) throw row;
+    return row.subarray(0, dimension);
+  }
+}

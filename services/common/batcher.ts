@@ -1,0 +1,137 @@
+import { status } from '@grpc/grpc-js';
+import { StatusError } from './statusError.js';
+
+export interface BatcherOptions<I> {
+  /** Most items run together. */
+  maxBatch: number;
+  /**
+   * Longest an item waits for others to join its batch, ms. 0 gathers what arrives in the same
+   * event-loop turn (several calls read from one socket) and adds no timer delay.
+   */
+  maxDelayMs: number;
+  /** Most items waiting; further submits fail at once with RESOURCE_EXHAUSTED. */
+  maxQueue: number;
+  /** Most batches running at once (default 1). */
+  maxInFlight?: number;
+  /** With `weigh`: a batch stops growing before its items' weights sum past this (one item always fits). */
+  maxWeight?: number;
+  weigh?: (item: I) => number;
+  /** Names the queue in the RESOURCE_EXHAUSTED message (default "queue"). */
+  name?: string;
+}
+export interface BatchObserver {
+  /** Called once per batch run with its size and each item's wait in seconds. */
+  batch(size: number, waits: number[]): void;
+  /** Queue length after each change. */
+  depth?(items: number): void;
+}
+
+interface Pending<I, O> {
+  item: I;
+  signal?: AbortSignal;
+  enqueued: bigint;
+  resolve: (out: O) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Coalesces concurrent single-item requests into batch runs. A batch starts when `maxBatch`
+ * items wait, when the oldest has waited `maxDelayMs`, or, while `maxInFlight` batches run, as
+ * soon as one ends: under load batches fill on their own with no added delay. Items whose
+ * signal was aborted while they waited (their caller's deadline passed) are rejected with the
+ * signal's reason instead of being run: under overload the work goes to callers still waiting.
+ */
+export class Batcher<I, O> {
+  private readonly queue: Pending<I, O>[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private running = 0;
+  private readonly maxInFlight: number;
+
+  constructor(
+    private readonly options: BatcherOptions<I>,
+    private readonly run: (items: I[]) => Promise<O[]>,
+    private readonly observer?: BatchObserver,
+  ) {
+    this.maxInFlight = options.maxInFlight ?? 1;
+  }
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  /** Queues `item` for a batch; `signal`, once aborted, drops it if it has not run yet. */
+  submit(item: I, signal?: AbortSignal): Promise<O> {
+    if (this.queue.length >= this.options.maxQueue)
+      return Promise.reject(
+        new StatusError(status.RESOURCE_EXHAUSTED, `${this.options.name ?? 'queue'} is full (${this.options.maxQueue} waiting); retry later`),
+      );
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, signal, enqueued: process.hrtime.bigint(), resolve, reject });
+      this.observer?.depth?.(this.queue.length);
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.running >= this.maxInFlight || this.queue.length === 0) return;
+    if (this.queue.length >= this.options.maxBatch) {
+      this.clearTimer();
+      void this.flush();
+      return;
+    }
+    if (this.timer) return;
+    if (this.options.maxDelayMs === 0) {
+      this.timer = setImmediate(() => void this.flush());
+      return;
+    }
+    const waited = Number(process.hrtime.bigint() - this.queue[0]!.enqueued) / 1e6;
+    this.timer = setTimeout(() => void this.flush(), Math.max(0, this.options.maxDelayMs - waited));
+  }
+
+  private clearTimer(): void {
+    clearTimeout(this.timer as NodeJS.Timeout);
+    clearImmediate(this.timer as NodeJS.Immediate);
+    this.timer = undefined;
+  }
+
+  /** Takes the next batch off the queue: live items, up to `maxBatch` and `maxWeight`. */
+  private take(): Pending<I, O>[] {
+    const batch: Pending<I, O>[] = [];
+    let weight = 0;
+    while (batch.length < this.options.maxBatch && this.queue.length > 0) {
+      const next = this.queue[0]!;
+      if (next.signal?.aborted) {
+        this.queue.shift();
+        next.reject(next.signal.reason);
+        continue;
+      }
+      const w = this.options.weigh?.(next.item) ?? 0;
+      if (batch.length > 0 && this.options.maxWeight !== undefined && weight + w > this.options.maxWeight) break;
+      weight += w;
+      batch.push(this.queue.shift()!);
+    }
+    return batch;
+  }
+
+  private async flush(): Promise<void> {
+    this.clearTimer();
+    if (this.running >= this.maxInFlight) return;
+    const batch = this.take();
+    this.observer?.depth?.(this.queue.length);
+    if (batch.length === 0) return;
+    this.running++;
+    const now = process.hrtime.bigint();
+    this.observer?.batch(batch.length, batch.map((p) => Number(now - p.enqueued) / 1e9));
+    // More may start beside this one (maxInFlight > 1) while it runs.
+    this.schedule();
+    try {
+      const outs = await this.run(batch.map((p) => p.item));
+      batch.forEach((p, i) => p.resolve(outs[i]!));
+    } catch (err) {
+      batch.forEach((p) => p.reject(err));
+    } finally {
+      this.running--;
+      this.schedule();
+    }
+  }
+}
