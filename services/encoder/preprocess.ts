@@ -61,8 +61,10 @@ export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32A
   if (hasRaw) {
     if (tensor.raw.length !== expected * 4)
       throw invalidArgument(`tensor raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${expected * 4} (float32)`);
+    // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
+    // little-endian on every platform onnxruntime-node ships for.
     values = new Float32Array(expected);
-    for (let i = 0; i < expected; i++) values[i] = tensor.raw.readFloatLE(i * 4);
+    new Uint8Array(values.buffer).set(tensor.raw);
   } else {
     if (tensor.values.length !== expected)
       throw invalidArgument(`tensor has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${expected}`);

@@ -1,6 +1,11 @@
-import * as ort from 'onnxruntime-node';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { Bundle } from '../common/bundle.js';
 import type { Logger } from '../common/logger.js';
+import type { RunReply, RunRequest, WorkerReady, WorkerSetup } from './inferenceWorker.js';
 
 export type ExecutionProvider = 'cuda' | 'cpu';
 
@@ -11,17 +16,53 @@ export interface EncoderSessionOptions {
   intraOpThreads: number;
 }
 
-/** The bundle's ONNX encoder: batches of preprocessed images in, full embeddings out. */
+/**
+ * Starts inferenceWorker.ts. Loader hooks (tsx's, which run our TypeScript) do not reach worker
+ * threads, so the worker registers tsx itself before it imports the module.
+ */
+function startWorker(setup: WorkerSetup): Worker {
+  const tsxPackage = createRequire(import.meta.url).resolve('tsx/package.json');
+  const api = JSON.parse(readFileSync(tsxPackage, 'utf8')) as { exports: { './esm/api': { import: { default: string } } } };
+  const tsxApi = pathToFileURL(join(dirname(tsxPackage), api.exports['./esm/api'].import.default)).href;
+  const worker = new URL('./inferenceWorker.ts', import.meta.url).href;
+  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker)}); });`;
+  return new Worker(boot, { eval: true, workerData: setup });
+}
+
+/**
+ * The bundle's ONNX encoder, run on a worker thread (see inferenceWorker.ts): batches of
+ * preprocessed images in, full embeddings out. Runs are answered in the order they were made.
+ */
 export class EncoderSession {
-  readonly #session: ort.InferenceSession;
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: (out: Float32Array) => void; reject: (err: Error) => void }>();
+  #nextId = 0;
+  /** Set once the worker has died: every run after fails with it. */
+  #dead: Error | undefined;
 
   private constructor(
-    session: ort.InferenceSession,
+    worker: Worker,
     private readonly bundle: Bundle,
     /** The execution provider the session runs on. */
     readonly provider: ExecutionProvider,
+    logger: Logger,
   ) {
-    this.#session = session;
+    this.#worker = worker;
+    worker.on('message', (reply: RunReply) => {
+      const p = this.#pending.get(reply.id);
+      this.#pending.delete(reply.id);
+      if ('error' in reply) p?.reject(new Error(`onnxruntime run failed: ${reply.error}`));
+      else p?.resolve(reply.embeddings);
+    });
+    const die = (err: Error) => {
+      if (this.#dead) return;
+      this.#dead = err;
+      logger.error('inference worker stopped; encoding fails from now on', { err });
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    };
+    worker.on('error', die);
+    worker.on('exit', (code) => die(new Error(`inference worker exited with code ${code}`)));
   }
 
   /**
@@ -30,35 +71,40 @@ export class EncoderSession {
    * session falls back to CPU and says so in the log.
    */
   static async create(bundle: Bundle, options: EncoderSessionOptions, logger: Logger): Promise<EncoderSession> {
-    const wanted = [...new Set<ExecutionProvider>([...options.executionProviders, 'cpu'])];
-    for (const provider of wanted) {
-      try {
-        const session = await ort.InferenceSession.create(bundle.encoderPath, {
-          executionProviders: [provider],
-          graphOptimizationLevel: 'all',
-          // onnxruntime's threads spin between runs by default; beside gRPC on a few cores that
-          // spinning takes the CPU the event loop needs to decode requests and fill batches.
-          extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-          ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
-        });
-        logger.info('encoder loaded', { model: bundle.id, execution_provider: provider });
-        return new EncoderSession(session, bundle, provider);
-      } catch (err) {
-        if (provider === 'cpu') throw err;
-        logger.warn(`execution provider ${provider} is not available; falling back to the next one`, {
-          reason: (err as Error).message.split('\n')[0],
-        });
-      }
+    const setup: WorkerSetup = {
+      encoderPath: bundle.encoderPath,
+      inputName: bundle.input.name,
+      outputName: bundle.outputName,
+      height: bundle.input.height,
+      width: bundle.input.width,
+      executionProviders: options.executionProviders,
+      intraOpThreads: options.intraOpThreads,
+    };
+    const worker = startWorker(setup);
+    const ready = await new Promise<WorkerReady>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    if (ready.kind === 'failed') {
+      await worker.terminate();
+      throw new Error(ready.message);
     }
-    throw new Error('unreachable: cpu is always tried');
+    for (const { provider, reason } of ready.skipped)
+      logger.warn(`execution provider ${provider} is not available; falling back to the next one`, { reason });
+    logger.info('encoder loaded', { model: bundle.id, execution_provider: ready.provider });
+    return new EncoderSession(worker, bundle, ready.provider, logger);
   }
 
-  /** Runs `count` images (concatenated, count × H × W floats); returns count × d floats. */
-  async run(pixels: Float32Array, count: number): Promise<Float32Array> {
-    const { height, width, name } = this.bundle.input;
-    const feeds = { [name]: new ort.Tensor('float32', pixels, [count, 1, height, width]) };
-    const out = await this.#session.run(feeds);
-    return out[this.bundle.outputName]!.data as Float32Array;
+  /** Runs `count` images (concatenated, count × H × W floats; their buffer moves to the worker); returns count × d floats. */
+  run(pixels: Float32Array, count: number): Promise<Float32Array> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    // Only a buffer the array spans alone may move; a view into a larger one is copied.
+    if (pixels.byteOffset !== 0 || pixels.byteLength !== pixels.buffer.byteLength) pixels = pixels.slice();
+    const id = this.#nextId++;
+    return new Promise<Float32Array>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, pixels, count } satisfies RunRequest, [pixels.buffer as ArrayBuffer]);
+    });
   }
 
   /** Encodes several single images in one run. */
@@ -68,10 +114,12 @@ export class EncoderSession {
     images.forEach((img, i) => batch.set(img, i * size));
     const out = await this.run(batch, images.length);
     const d = this.bundle.embeddingDim;
-    return images.map((_, i) => out.slice(i * d, (i + 1) * d));
+    return images.map((_, i) => out.subarray(i * d, (i + 1) * d));
   }
 
   async dispose(): Promise<void> {
-    await this.#session.release();
+    this.#worker.removeAllListeners('exit');
+    this.#worker.removeAllListeners('error');
+    await this.#worker.terminate();
   }
 }
