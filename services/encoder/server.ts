@@ -70,6 +70,8 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
     logger,
   });
   grpcServer.setServing(true);
+  // Without its model the encoder can only fail: health says so, and orchestrators replace it.
+  session.onDeath(() => grpcServer.setServing(false));
   logger.info('encoder serving', {
     grpc_port: grpcServer.port,
     metrics_port: metricsServer.port,

@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -5,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '../common/bundle.js';
 import type { Logger } from '../common/logger.js';
+import { StatusError } from '../common/statusError.js';
 import type { RunReply, RunRequest, WorkerReady, WorkerSetup } from './inferenceWorker.js';
 
 export type ExecutionProvider = 'cuda' | 'cpu';
@@ -35,10 +37,11 @@ function startWorker(setup: WorkerSetup): Worker {
  */
 export class EncoderSession {
   readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve: (out: Float32Array) => void; reject: (err: Error) => void }>();
+  readonly #pending = new Map<number, { resolve: (out: Float32Array) => void; reject: (err: unknown) => void }>();
   #nextId = 0;
-  /** Set once the worker has died: every run after fails with it. */
-  #dead: Error | undefined;
+  /** Set once the worker has died or the session was disposed: every run after fails with it. */
+  #dead: StatusError | undefined;
+  readonly #onDeath = new Set<(err: StatusError) => void>();
 
   private constructor(
     worker: Worker,
@@ -54,15 +57,14 @@ export class EncoderSession {
       if ('error' in reply) p?.reject(new Error(`onnxruntime run failed: ${reply.error}`));
       else p?.resolve(reply.embeddings);
     });
-    const die = (err: Error) => {
+    const die = (reason: string) => {
       if (this.#dead) return;
-      this.#dead = err;
-      logger.error('inference worker stopped; encoding fails from now on', { err });
-      for (const p of this.#pending.values()) p.reject(err);
-      this.#pending.clear();
+      logger.error('inference worker stopped; encoding fails from now on', { reason });
+      this.#stop(reason);
+      for (const listener of this.#onDeath) listener(this.#dead!);
     };
-    worker.on('error', die);
-    worker.on('exit', (code) => die(new Error(`inference worker exited with code ${code}`)));
+    worker.on('error', (err) => die(err.message));
+    worker.on('exit', (code) => die(`inference worker exited with code ${code}`));
   }
 
   /**
@@ -117,7 +119,20 @@ export class EncoderSession {
     return images.map((_, i) => out.subarray(i * d, (i + 1) * d));
   }
 
+  /** Calls `listener` if the worker dies (not on dispose): the session cannot encode any more. */
+  onDeath(listener: (err: StatusError) => void): void {
+    this.#onDeath.add(listener);
+  }
+
+  #stop(reason: string): void {
+    this.#dead = new StatusError(status.UNAVAILABLE, `the encoder model is not running (${reason})`);
+    for (const p of this.#pending.values()) p.reject(this.#dead);
+    this.#pending.clear();
+  }
+
   async dispose(): Promise<void> {
+    if (this.#dead) return;
+    this.#stop('the encoder is shutting down');
     this.#worker.removeAllListeners('exit');
     this.#worker.removeAllListeners('error');
     await this.#worker.terminate();

@@ -1,9 +1,10 @@
+import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
 import { createLogger } from '../services/common/logger.js';
 import { EncoderSession } from '../services/encoder/session.js';
 
-describe('execution providers', () => {
+describe('encoder session', () => {
   it('asked for CUDA where it is not available, the encoder falls back to CPU and logs why', async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger('encoder', 'info', (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
@@ -20,5 +21,17 @@ describe('execution providers', () => {
     } finally {
       await session.dispose();
     }
+  });
+
+  it('the model runs on a worker thread: batches answer in order, and a closed session refuses with UNAVAILABLE', async () => {
+    const session = await EncoderSession.create(await loadBundle(), { executionProviders: ['cpu'], intraOpThreads: 1 }, createLogger('encoder', 'error', () => {}));
+    const images = [0, 0.5, 1].map((v) => new Float32Array(784).fill(v));
+    const one = await Promise.all(images.map((img) => session.encode([img])));
+    const together = await session.encode(images);
+    together.forEach((z, i) => z.forEach((v, k) => expect(v).toBeCloseTo(one[i]![0]![k]!, 4)));
+    expect(one[0]![0]).not.toEqual(one[2]![0]);
+    await session.dispose();
+    const err = await session.encode(images).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: status.UNAVAILABLE, message: 'the encoder model is not running (the encoder is shutting down)' });
   });
 });
