@@ -10,8 +10,8 @@ import { ECHO_SERVICE } from './echoServer.js';
 /** One load point, run in its own process so the client's CPU is separate and measurable. */
 export interface LoadSpec {
   target: string;
-  call: 'classify' | 'classify-full' | 'classify-batch' | 'encode' | 'echo';
-  /** classify-batch: requests per ClassifyBatch call. */
+  call: 'classify' | 'classify-full' | 'classify-batch' | 'classify-packed' | 'encode' | 'echo';
+  /** classify-batch, classify-packed: images per ClassifyBatch call. */
   batch?: number;
   mode: 'closed' | 'open';
   /** closed: requests in flight. */
@@ -40,6 +40,13 @@ export interface LoadResult {
 
 /** One call; resolves to the dimensions used, summed, and how many answers that covers. */
 type Send = (i: number) => Promise<{ items: number; dims: number } | undefined>;
+
+/** A ClassifyBatch response as answers and dimensions; a failed item fails the call (with its code). */
+function batchAnswers(res: { results: { code: number; response?: { dimension_used: number } | null }[] }, size: number) {
+  const failed = res.results.find((r) => r.code !== 0);
+  if (failed) throw Object.assign(new Error('item failed'), { code: failed.code });
+  return { items: size, dims: res.results.reduce((s, r) => s + r.response!.dimension_used, 0) };
+}
 
 function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
   const deadline = () => Date.now() + spec.deadlineMs;
@@ -74,9 +81,22 @@ function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
         const res = await unary<{ results: { code: number; response?: { dimension_used: number } | null }[] }>((cb) =>
           client.ClassifyBatch({ requests }, { deadline: deadline() }, cb),
         );
-        const failed = res.results.find((r) => r.code !== 0);
-        if (failed) throw Object.assign(new Error('item failed'), { code: failed.code });
-        return { items: size, dims: res.results.reduce((s, r) => s + r.response!.dimension_used, 0) };
+        return batchAnswers(res, size);
+      };
+    }
+    case 'classify-packed': {
+      const client = classifierClient(spec.target);
+      const size = spec.batch ?? 64;
+      // A few packed tensors built up front, as an offline job would hold its images.
+      const tensors = Array.from({ length: 4 }, (_, t) => ({
+        shape: [size, bundle.input.height, bundle.input.width],
+        raw: Buffer.concat(Array.from({ length: size }, (_, k) => images[(t * size + k) % images.length]!)),
+      }));
+      return async (i) => {
+        const res = await unary<{ results: { code: number; response?: { dimension_used: number } | null }[] }>((cb) =>
+          client.ClassifyBatch({ images: tensors[i % tensors.length] }, { deadline: deadline() }, cb),
+        );
+        return batchAnswers(res, size);
       };
     }
     default: {

@@ -43,6 +43,8 @@ export interface BenchResult {
   open_loop: MeshPoint;
   /** ClassifyBatch calls, `spec.batch` requests each. */
   bulk: MeshPoint;
+  /** ClassifyBatch calls, `spec.batch` images packed in one tensor each. */
+  bulk_packed: MeshPoint;
   heads: HeadTimeResult[];
   peak_rss_bytes: { encoder: number; cascade: number };
   ratios: Record<string, number>;
@@ -112,6 +114,7 @@ async function main(): Promise<void> {
   for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
   const bulkBatch = quick ? 8 : 64;
   const bulk = await measure({ ...spec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
+  const bulkPacked = await measure({ ...spec(cascadeTarget, 'classify-packed', quick ? 2 : 4), batch: bulkBatch });
   const saturated = Math.max(...cascade.map((p) => p.rps));
   const openLoop = await measure(spec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
   const peak = { encoder: peakRssBytes(mesh.encoder.pid), cascade: peakRssBytes(mesh.cascade.pid) };
@@ -135,6 +138,7 @@ async function main(): Promise<void> {
     full,
     open_loop: openLoop,
     bulk,
+    bulk_packed: bulkPacked,
     heads,
     peak_rss_bytes: peak,
     ratios: {
@@ -144,6 +148,7 @@ async function main(): Promise<void> {
       encoder_alone_avg_batch: encoderAlone.encoder_avg_batch ?? NaN,
       [`encoder_alone_over_raw_batch${c64}`]: encoderAlone.rps / rawAt(c64),
       [`bulk_batch${bulkBatch}_over_raw_batch${bulkBatch}`]: bulk.items_per_second / rawAt(bulkBatch),
+      [`bulk_packed_batch${bulkBatch}_over_raw_batch${bulkBatch}`]: bulkPacked.items_per_second / rawAt(bulkBatch),
       open_loop_half_rate_p99_over_c1_p50: openLoop.p99_ms / at(cascade, 1).p50_ms,
       ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}`, h.time_ratio / h.dimension_ratio])),
     },

@@ -14,13 +14,13 @@ describe('npm run bench (quick smoke run)', () => {
       const r = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as BenchResult;
       expect(r.quick).toBe(true);
       expect(r.raw_encoder.map((p) => p.batch)).toEqual([1, 8]);
-      for (const p of [...r.echo, ...r.cascade, ...r.full, r.encoder_alone, r.open_loop, r.bulk]) {
+      for (const p of [...r.echo, ...r.cascade, ...r.full, r.encoder_alone, r.open_loop, r.bulk, r.bulk_packed]) {
         expect(p.requests).toBeGreaterThan(0);
         expect(p.errors).toEqual({});
         expect(p.p50_ms).toBeLessThanOrEqual(p.p99_ms);
       }
       expect(r.full.every((p) => p.avg_dimension === 512)).toBe(true);
-      expect(r.bulk.items_per_second).toBeCloseTo(r.bulk.rps * r.bulk.spec.batch!, 6);
+      for (const b of [r.bulk, r.bulk_packed]) expect(b.items_per_second).toBeCloseTo(b.rps * b.spec.batch!, 6);
       expect(r.cascade.every((p) => p.avg_dimension! >= 8 && p.avg_dimension! <= 512)).toBe(true);
       expect(r.heads.map((h) => h.kind)).toEqual(['mrl', 'mrl-e']);
       expect(Object.values(r.ratios).every((v) => Number.isFinite(v) && v > 0)).toBe(true);

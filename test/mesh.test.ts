@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { classify, encode, float32Bytes } from '../services/common/clients.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';
 import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
@@ -139,10 +140,15 @@ describe('Classify end to end (real encoder and cascade on loopback)', () => {
 });
 
 describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
-  const classifyBatch = (requests: Parameters<typeof classify>[1][]) =>
+  const classifyBatch = (requests: Parameters<typeof classify>[1][], extra: Omit<ClassifyBatchRequest, 'requests'> = {}) =>
     new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-      mesh.classifier.ClassifyBatch({ requests }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+      mesh.classifier.ClassifyBatch({ requests, ...extra }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
     );
+  /** Slice images i…i+n-1 packed in one [n, 28, 28] tensor of raw float32 bytes. */
+  const packed = (first: number, n: number) => ({
+    shape: [n, 28, 28],
+    raw: Buffer.concat(Array.from({ length: n }, (_, k) => tensorOf(first + k).raw)),
+  });
 
   it('answers each request as Classify alone would, in order, with one encoder call for all', async () => {
     const full = await encode(mesh.encoderClient, { tensor: tensorOf(9) });
@@ -199,6 +205,62 @@ describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
     for (const k of [0, 2]) {
       const one = await encode(mesh.encoderClient, { ...inputs[k]!, dimension: 64 });
       const row = Array.from({ length: 64 }, (_, j) => res.embeddings.readFloatLE((k * 64 + j) * 4));
+      row.forEach((v, j) => expect(v).toBeCloseTo(one.embedding[j]!, 5));
+    }
+  });
+
+  it('packed images: each answered as Classify alone would, in one encoder call, an image with NaN failing alone', async () => {
+    const n = 12;
+    const images = packed(20, n);
+    new Float32Array(images.raw.buffer, images.raw.byteOffset, n * 784)[3 * 784 + 100] = NaN;
+    const alone = await Promise.all(Array.from({ length: n }, (_, k) => classify(mesh.classifier, { tensor: tensorOf(20 + k), top_k: 2 })));
+    const before = await scrape(mesh.cascade.metricsPort);
+    const batch = await classifyBatch([], { images, top_k: 2 });
+    const after = await scrape(mesh.cascade.metricsPort);
+    expect(batch.results).toHaveLength(n);
+    expect(batch.results[3]).toMatchObject({ code: status.INVALID_ARGUMENT, message: 'image 3 value 100 is NaN; values must be finite' });
+    batch.results.forEach((r, k) => {
+      if (k === 3) return;
+      expect(r.code, `image ${k}`).toBe(status.OK);
+      expect(r.response!.class_index).toBe(alone[k]!.class_index);
+      expect(r.response!.dimension_used).toBe(alone[k]!.dimension_used);
+      expect(r.response!.confidence).toBeCloseTo(alone[k]!.confidence, 5);
+      expect(r.response!.top.map((p) => p.label)).toEqual(alone[k]!.top.map((p) => p.label));
+    });
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="OK"}')).toBe(n - 1);
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(1);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(0); // its own call, not the shared queue
+    expect(delta(before, after, 'mrl_cascade_dimension_used_count')).toBe(n - 1);
+  });
+
+  it('packed images: refuses a wrong shape, a wrong byte count, and requests beside images, precisely', async () => {
+    const cases: [Omit<ClassifyBatchRequest, 'requests'>, Parameters<typeof classify>[1][], string][] = [
+      [{ images: { shape: [2, 28, 27], raw: Buffer.alloc(2 * 28 * 27 * 4) } }, [], 'images shape [2, 28, 27] is not [N, 28, 28] or [N, 1, 28, 28]'],
+      [{ images: { shape: [0, 28, 28], raw: Buffer.alloc(4) } }, [], 'images holds 0 images; send 1 to 1024'],
+      [{ images: { shape: [2, 28, 28], raw: Buffer.alloc(784 * 4) } }, [], 'tensor raw has 3136 bytes; shape [2, 28, 28] needs 6272 (float32)'],
+      [{ images: packed(0, 1), max_dimension: 7 }, [], 'max_dimension 7 is not 0 or one of the nesting sizes 8, 16, 32, 64, 128, 256, 512'],
+      [{ images: packed(0, 1) }, [{ tensor: tensorOf(0) }], 'set requests or images, not both'],
+    ];
+    for (const [extra, requests, message] of cases) {
+      const err = await grpcError(classifyBatch(requests, extra));
+      expect(err.code, message).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toBe(message);
+    }
+    // [N, 1, 28, 28] is accepted too.
+    const ok = await classifyBatch([], { images: { ...packed(5, 2), shape: [2, 1, 28, 28] } });
+    const alone = await Promise.all([5, 6].map((i) => classify(mesh.classifier, { tensor: tensorOf(i) })));
+    expect(ok.results.map((r) => r.response!.class_index)).toEqual(alone.map((a) => a.class_index));
+  });
+
+  it('EncodeBatch takes packed images: rows equal to Encode', async () => {
+    const res = await new Promise<EncodeBatchResponse__Output>((resolve, reject) =>
+      mesh.encoderClient.EncodeBatch({ images: packed(30, 3), dimension: 32 }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(err) : resolve(r!))),
+    );
+    expect(res.errors).toEqual([]);
+    expect(res.embeddings.length).toBe(3 * 32 * 4);
+    for (const k of [0, 1, 2]) {
+      const one = await encode(mesh.encoderClient, { tensor: tensorOf(30 + k), dimension: 32 });
+      const row = Array.from({ length: 32 }, (_, j) => res.embeddings.readFloatLE((k * 32 + j) * 4));
       row.forEach((v, j) => expect(v).toBeCloseTo(one.embedding[j]!, 5));
     }
   });

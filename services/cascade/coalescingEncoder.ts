@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
+import type { Tensor } from '../common/generated/mrl/v1/Tensor.js';
 import { StatusError } from '../common/statusError.js';
 import type { EncoderClient } from './encoderClient.js';
 import type { CascadeMetrics } from './metrics.js';
@@ -45,13 +46,18 @@ function before<T>(work: Promise<T>, deadline: Date): Promise<T> {
 /**
  * The cascade's way to the encoder: inputs of concurrent Classify calls (and the items of
  * ClassifyBatch calls) share EncodeBatch calls, so under load one gRPC hop and one breaker
- * decision serve many requests. A call asks for the largest prefix any of its inputs may use and
+ * decision serve many requests; packed images, already a batch, go in a call of their own. A call asks for the largest prefix any of its inputs may use and
  * runs until the latest of their deadlines; each input still fails at its own deadline.
  */
 export class CoalescingEncoder {
   readonly #batcher: Batcher<Job, Float32Array | StatusError>;
+  readonly #encoder: EncoderClient;
+  /** The encoder's `dimension` argument for a prefix: 0 asks for the full embedding. */
+  readonly #wire: (dimension: number) => number;
 
   constructor(encoder: EncoderClient, embeddingDim: number, options: CoalescingOptions, metrics: CascadeMetrics) {
+    this.#encoder = encoder;
+    this.#wire = (dimension) => (dimension === embeddingDim ? 0 : dimension);
     this.#batcher = new Batcher<Job, Float32Array | StatusError>(
       {
         maxBatch: options.maxBatch,
@@ -65,11 +71,15 @@ export class CoalescingEncoder {
       (jobs) => {
         const dimension = Math.max(...jobs.map((j) => j.dimension));
         const deadline = new Date(Math.max(...jobs.map((j) => j.deadline.getTime())));
-        // The encoder's `dimension` 0 asks for the full embedding.
-        return encoder.encodeBatch(jobs.map((j) => j.input), dimension === embeddingDim ? 0 : dimension, deadline);
+        return encoder.encodeBatch({ inputs: jobs.map((j) => j.input), dimension: this.#wire(dimension) }, jobs.length, deadline);
       },
       { batch: (size) => metrics.encoderBatchSize.observe(size) },
     );
+  }
+
+  /** Packed images, as a ClassifyBatch brought them: one EncodeBatch call of their own, `dimension`-long rows. */
+  encodePacked(images: Tensor, count: number, dimension: number, deadline: Date): Promise<(Float32Array | StatusError)[]> {
+    return before(this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline), deadline);
   }
 
   /** The first `dimension` values of `input`'s embedding; fails by `deadline`, or once `signal` aborts while it waits. */

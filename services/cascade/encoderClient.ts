@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
 import type { EncodeBatchResponse__Output } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
-import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
+import type { EncodeBatchRequest } from '../common/generated/mrl/v1/EncodeBatchRequest.js';
 import type { Logger } from '../common/logger.js';
 import { loadMrlProtos } from '../common/protos.js';
 import { StatusError } from '../common/statusError.js';
@@ -48,8 +48,8 @@ function encoderStatus(err: grpc.ServiceError): StatusError {
 }
 
 export interface EncoderClient {
-  /** One EncodeBatch call: per input, its `dimension`-long row or its own error. */
-  encodeBatch(inputs: EncodeInput[], dimension: number, deadline: Date): Promise<(Float32Array | StatusError)[]>;
+  /** One EncodeBatch call carrying `count` inputs (listed or packed): per input, its row or its own error. */
+  encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date): Promise<(Float32Array | StatusError)[]>;
   close(): void;
 }
 
@@ -91,15 +91,15 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     (breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
   metrics.breakerState.set(BREAKER_STATE.closed);
   return {
-    encodeBatch: (inputs, dimension, deadline) =>
+    encodeBatch: (request, count, deadline) =>
       (
         breaker.fire(
           () =>
             new Promise<EncodeBatchResponse__Output>((resolve, reject) =>
-              client.EncodeBatch({ inputs, dimension }, { deadline }, (err, res) => (err ? reject(encoderStatus(err)) : resolve(res!))),
+              client.EncodeBatch(request, { deadline }, (err, res) => (err ? reject(encoderStatus(err)) : resolve(res!))),
             ),
         ) as Promise<EncodeBatchResponse__Output>
-      ).then((res) => batchRows(res, inputs.length)),
+      ).then((res) => batchRows(res, count)),
     close: () => {
       breaker.shutdown();
       client.close();

@@ -47,7 +47,10 @@ function encoderDeadline(callerDeadline: Date | number, defaultTimeoutMs: number
 
 const POLICIES: Record<string, Policy> = { POLICY_UNSPECIFIED: 'cascade', POLICY_CASCADE: 'cascade', POLICY_FULL: 'full' };
 
-function policyOf(req: ClassifyRequest__Output): Policy {
+/** A request's options: a ClassifyRequest's, or a packed ClassifyBatch's for all its images. */
+type Options = Pick<ClassifyRequest__Output, 'max_dimension' | 'policy' | 'top_k'>;
+
+function policyOf(req: Options): Policy {
   const policy = POLICIES[String(req.policy)];
   if (!policy) throw invalidArgument(`policy ${String(req.policy)} is not a known value (POLICY_CASCADE or POLICY_FULL)`);
   return policy;
@@ -76,21 +79,26 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   const { bundle, cascade, metrics } = deps;
   const mapError = cascadeErrorMapper(deps.logger);
 
-  const check = (req: ClassifyRequest__Output): Checked => {
-    const policy = policyOf(req);
-    if (req.max_dimension !== 0 && !bundle.nesting.includes(req.max_dimension))
-      throw invalidArgument(`max_dimension ${req.max_dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
-    const topK = req.top_k || 1;
+  const checkOptions = (o: Options): Checked => {
+    const policy = policyOf(o);
+    if (o.max_dimension !== 0 && !bundle.nesting.includes(o.max_dimension))
+      throw invalidArgument(`max_dimension ${o.max_dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
+    const topK = o.top_k || 1;
     if (topK > bundle.labels.length) throw invalidArgument(`top_k ${topK} is more than the ${bundle.labels.length} classes`);
+    return { policy, cap: o.max_dimension || bundle.embeddingDim, topK };
+  };
+
+  const check = (req: ClassifyRequest__Output): Checked => {
+    const c = checkOptions(req);
     if (req.input !== 'image' && req.input !== 'tensor' && req.input !== 'embedding')
       throw invalidArgument('request has no input: set image, tensor or embedding');
     metrics.inputs.inc({ input: req.input });
-    return { policy, cap: req.max_dimension || bundle.embeddingDim, topK };
+    return c;
   };
 
   /** Runs the cascade on an embedding and records what it did. */
-  const respond = (z: Float32Array, req: ClassifyRequest__Output, c: Checked): ClassifyResponse => {
-    const result = cascade.classify(z, { thresholds: deps.thresholds.current, maxDimension: req.max_dimension || undefined, policy: c.policy });
+  const respond = (z: Float32Array, c: Checked): ClassifyResponse => {
+    const result = cascade.classify(z, { thresholds: deps.thresholds.current, maxDimension: c.cap, policy: c.policy });
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });
@@ -130,37 +138,59 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     const c = check(req);
     const z = await embed(req, c, deadlineOf(call), callSignal(call));
     if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
-    return respond(z, req, c);
+    return respond(z, c);
+  };
+
+  /** A batch item's result, counted as a Classify request: `answer`'s response, or the error it threw. */
+  const result = async (answer: () => Promise<ClassifyResponse> | ClassifyResponse): Promise<ClassifyBatchResult> => {
+    try {
+      const response = await answer();
+      metrics.requests.inc({ code: 'OK' });
+      return { response, code: status.OK };
+    } catch (err) {
+      const { code, details } = mapError(err);
+      metrics.requests.inc({ code: codeName(code) });
+      return { code, message: details };
+    }
   };
 
   /**
    * The bulk path: every request is validated and answered on its own (its response or the
-   * error it would have got alone); their encoder inputs share EncodeBatch calls.
+   * error it would have got alone); their encoder inputs share EncodeBatch calls. Packed images
+   * go to the encoder as they came, in one EncodeBatch call.
    */
   const classifyBatch = async (
     req: ClassifyBatchRequest__Output,
     call: ServerUnaryCall<ClassifyBatchRequest__Output, ClassifyBatchResponse>,
   ): Promise<ClassifyBatchResponse> => {
+    const limit = deps.maxBatchRequests;
+    if (req.images) {
+      if (req.requests.length > 0) throw invalidArgument('set requests or images, not both');
+      const c = checkOptions(req);
+      const n = req.images.shape[0] ?? 0;
+      if (n < 1 || n > limit) throw invalidArgument(`images holds ${n} images; send 1 to ${limit}`);
+      const rows = await deps.encoder.encodePacked(req.images, n, c.cap, deadlineOf(call));
+      metrics.inputs.inc({ input: 'tensor' }, n);
+      const results = rows.map((z) =>
+        result(() => {
+          if (z instanceof StatusError) throw z;
+          return respond(z, c);
+        }),
+      );
+      return { results: await Promise.all(results) };
+    }
     const n = req.requests.length;
     if (n === 0) throw invalidArgument('requests is empty');
-    if (n > deps.maxBatchRequests) throw invalidArgument(`${n} requests is more than the ${deps.maxBatchRequests} one ClassifyBatch call may carry`);
+    if (n > limit) throw invalidArgument(`${n} requests is more than the ${limit} one ClassifyBatch call may carry`);
     const deadline = deadlineOf(call);
     const signal = callSignal(call);
-    const results = await Promise.all(
-      req.requests.map(async (r): Promise<ClassifyBatchResult> => {
-        try {
-          const c = check(r);
-          const response = respond(await embed(r, c, deadline, signal), r, c);
-          metrics.requests.inc({ code: 'OK' });
-          return { response, code: status.OK };
-        } catch (err) {
-          const { code, details } = mapError(err);
-          metrics.requests.inc({ code: codeName(code) });
-          return { code, message: details };
-        }
+    const results = req.requests.map((r) =>
+      result(async () => {
+        const c = check(r);
+        return respond(await embed(r, c, deadline, signal), c);
       }),
     );
-    return { results };
+    return { results: await Promise.all(results) };
   };
 
   return {

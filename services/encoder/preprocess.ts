@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import type { InputSpec } from '../common/bundle.js';
-import { invalidArgument } from '../common/statusError.js';
+import { type StatusError, invalidArgument } from '../common/statusError.js';
 import { pixelsToInput } from '../common/testSlice.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
@@ -48,31 +48,58 @@ export function acceptedShapes(spec: InputSpec): number[][] {
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
+/** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them. */
+function tensorValues(tensor: Tensor__Output, count: number): Float32Array {
+  const hasValues = tensor.values.length > 0;
+  const hasRaw = tensor.raw.length > 0;
+  if (hasValues === hasRaw) throw invalidArgument('tensor must set exactly one of values or raw');
+  if (hasRaw) {
+    if (tensor.raw.length !== count * 4)
+      throw invalidArgument(`tensor raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${count * 4} (float32)`);
+    // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
+    // little-endian on every platform onnxruntime-node ships for.
+    const values = new Float32Array(count);
+    new Uint8Array(values.buffer).set(tensor.raw);
+    return values;
+  }
+  if (tensor.values.length !== count) throw invalidArgument(`tensor has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${count}`);
+  return Float32Array.from(tensor.values);
+}
+
+/** INVALID_ARGUMENT naming the first non-finite value, if any. */
+function nonFinite(values: Float32Array, what: string): StatusError | undefined {
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  return bad >= 0 ? invalidArgument(`${what} value ${bad} is ${values[bad]}; values must be finite`) : undefined;
+}
+
 /** Validates a preprocessed tensor (shape, value count, finite values) and returns its values. */
 export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32Array {
   const shapes = acceptedShapes(spec);
   if (!shapes.some((s) => s.length === tensor.shape.length && s.every((d, i) => d === tensor.shape[i])))
     throw invalidArgument(`tensor shape ${fmt(tensor.shape)} is not one of ${shapes.map(fmt).join(', ')}`);
-  const expected = spec.height * spec.width;
-  const hasValues = tensor.values.length > 0;
-  const hasRaw = tensor.raw.length > 0;
-  if (hasValues === hasRaw) throw invalidArgument('tensor must set exactly one of values or raw');
-  let values: Float32Array;
-  if (hasRaw) {
-    if (tensor.raw.length !== expected * 4)
-      throw invalidArgument(`tensor raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${expected * 4} (float32)`);
-    // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
-    // little-endian on every platform onnxruntime-node ships for.
-    values = new Float32Array(expected);
-    new Uint8Array(values.buffer).set(tensor.raw);
-  } else {
-    if (tensor.values.length !== expected)
-      throw invalidArgument(`tensor has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${expected}`);
-    values = Float32Array.from(tensor.values);
-  }
-  const bad = values.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) throw invalidArgument(`tensor value ${bad} is ${values[bad]}; values must be finite`);
+  const values = tensorValues(tensor, spec.height * spec.width);
+  const bad = nonFinite(values, 'tensor');
+  if (bad) throw bad;
   return values;
+}
+
+/**
+ * Validates images packed in one tensor ([N, H, W] or [N, 1, H, W], 1 ≤ N ≤ `maxImages`) and
+ * splits it: per image its values (views of one buffer) or, for an image holding a non-finite
+ * value, its own INVALID_ARGUMENT.
+ */
+export function packedToInputs(tensor: Tensor__Output, spec: InputSpec, maxImages: number): (Float32Array | StatusError)[] {
+  const [n = 0, ...rest] = tensor.shape;
+  const image = [[spec.height, spec.width], [1, spec.height, spec.width]];
+  if (!image.some((s) => s.length === rest.length && s.every((d, i) => d === rest[i])))
+    throw invalidArgument(`images shape ${fmt(tensor.shape)} is not [N, ${spec.height}, ${spec.width}] or [N, 1, ${spec.height}, ${spec.width}]`);
+  if (n < 1 || n > maxImages) throw invalidArgument(`images holds ${n} images; send 1 to ${maxImages}`);
+  const size = spec.height * spec.width;
+  const values = tensorValues(tensor, n * size);
+  return Array.from({ length: n }, (_, i) => {
+    const one = values.subarray(i * size, (i + 1) * size);
+    return nonFinite(one, `image ${i}`) ?? one;
+  });
 }
 
 /** The first `dimension` values, optionally scaled to unit L2 norm (a zero vector stays zero). */

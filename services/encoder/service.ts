@@ -8,11 +8,11 @@ import type { EncodeRequest__Output } from '../common/generated/mrl/v1/EncodeReq
 import type { EncodeResponse } from '../common/generated/mrl/v1/EncodeResponse.js';
 import type { EncoderHandlers } from '../common/generated/mrl/v1/Encoder.js';
 import type { Logger } from '../common/logger.js';
-import { invalidArgument } from '../common/statusError.js';
+import { StatusError, invalidArgument } from '../common/statusError.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
-import { imageToInput, prefix, tensorToInput } from './preprocess.js';
+import { imageToInput, packedToInputs, prefix, tensorToInput } from './preprocess.js';
 
 export interface EncoderServiceDeps {
   bundle: Bundle;
@@ -48,17 +48,28 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
   };
   const mapError = baseErrorMapper(deps.logger);
 
-  /** Every input joins the shared batch queue on its own; one bad input fails only itself. */
+  /**
+   * Every input (or packed image) joins the shared batch queue on its own; one bad input fails
+   * only itself.
+   */
   const encodeBatch = async (
     req: EncodeBatchRequest__Output,
     call: grpc.ServerUnaryCall<EncodeBatchRequest__Output, EncodeBatchResponse>,
   ): Promise<EncodeBatchResponse> => {
     const dimension = dimensionOf(req.dimension);
-    const n = req.inputs.length;
-    if (n === 0) throw invalidArgument('inputs is empty');
-    if (n > deps.maxBatchInputs) throw invalidArgument(`${n} inputs is more than the ${deps.maxBatchInputs} one EncodeBatch call may carry`);
+    if (req.images && req.inputs.length > 0) throw invalidArgument('set inputs or images, not both');
     const signal = callSignal(call);
-    const settled = await Promise.allSettled(req.inputs.map(async (input) => deps.batcher.submit(await requestInput(input, deps), signal)));
+    let settled: PromiseSettledResult<Float32Array>[];
+    if (req.images) {
+      const images = packedToInputs(req.images, bundle.input, deps.maxBatchInputs);
+      settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : deps.batcher.submit(x, signal))));
+    } else {
+      if (req.inputs.length === 0) throw invalidArgument('inputs is empty');
+      if (req.inputs.length > deps.maxBatchInputs)
+        throw invalidArgument(`${req.inputs.length} inputs is more than the ${deps.maxBatchInputs} one EncodeBatch call may carry`);
+      settled = await Promise.allSettled(req.inputs.map(async (input) => deps.batcher.submit(await requestInput(input, deps), signal)));
+    }
+    const n = settled.length;
     const rows = new Float32Array(n * dimension);
     const errors: EncodeBatchResponse['errors'] = [];
     settled.forEach((s, index) => {
@@ -91,7 +102,9 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
       metrics.batchRequests.inc({ code: codeName(code) });
       metrics.requestSeconds.observe(seconds);
       const failed = res?.errors ?? [];
-      metrics.requests.inc({ code: codeName(code) }, req.inputs.length - failed.length);
+      // A packed tensor refused as a whole counts as one input.
+      const inputs = !req.images ? req.inputs.length : res ? req.images.shape[0]! : 1;
+      metrics.requests.inc({ code: codeName(code) }, inputs - failed.length);
       for (const e of failed) metrics.requests.inc({ code: codeName(e.code!) });
     }),
   };
