@@ -29,8 +29,10 @@ interface Job {
 /** Room for an input's framing in the EncodeBatch message besides its payload. */
 const INPUT_OVERHEAD_BYTES = 32;
 
+/** An input's size in the EncodeBatch message, at most (a shape entry is a varint of up to 5 bytes). */
 function inputBytes({ input }: Job): number {
-  const payload = input.image ? input.image.length : (input.tensor?.raw?.length ?? 0) + 4 * (input.tensor?.values?.length ?? 0);
+  const t = input.tensor;
+  const payload = input.image ? input.image.length : (t?.raw?.length ?? 0) + 4 * (t?.values?.length ?? 0) + 5 * (t?.shape?.length ?? 0);
   return payload + INPUT_OVERHEAD_BYTES;
 }
 

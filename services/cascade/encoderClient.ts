@@ -33,8 +33,8 @@ export interface EncoderClientOptions {
 /** Encoder answers that are the caller's doing, not the encoder's health: they never trip the breaker. */
 const CALLER_CODES = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED, grpc.status.CANCELLED]);
 
-/** An encoder failure as the cascade reports it: the encoder's own validation messages pass through. */
-function encoderStatus(err: grpc.ServiceError): StatusError {
+/** An encoder failure (of a call, or of one input) as the cascade reports it: the encoder's own validation messages pass through. */
+function encoderStatus(err: { code: grpc.status; details: string }): StatusError {
   switch (err.code) {
     case grpc.status.INVALID_ARGUMENT:
     case grpc.status.RESOURCE_EXHAUSTED:
@@ -58,8 +58,17 @@ function batchRows(res: EncodeBatchResponse__Output, count: number): (Float32Arr
   // Copy into an aligned buffer: the received bytes may start at any offset.
   const all = new Float32Array(new Uint8Array(res.embeddings).buffer);
   const rows: (Float32Array | StatusError)[] = Array.from({ length: count }, (_, i) => all.subarray(i * res.dimension, (i + 1) * res.dimension));
-  for (const e of res.errors) rows[e.index] = new StatusError(e.code, e.message);
+  for (const e of res.errors) rows[e.index] = encoderStatus({ code: e.code, details: e.message });
   return rows;
+}
+
+/**
+ * An answer whose every input failed for the encoder's own reasons (its model stopped, say) is
+ * the encoder failing, whatever the call's status: it must count against the breaker.
+ */
+function encoderFailed(res: EncodeBatchResponse__Output, count: number): StatusError | undefined {
+  if (count === 0 || res.errors.length < count || res.errors.some((e) => CALLER_CODES.has(e.code))) return undefined;
+  return encoderStatus({ code: res.errors[0]!.code, details: res.errors[0]!.message });
 }
 
 export function createEncoderClient(options: EncoderClientOptions, metrics: CascadeMetrics, logger: Logger): EncoderClient {
@@ -96,7 +105,11 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
         breaker.fire(
           () =>
             new Promise<EncodeBatchResponse__Output>((resolve, reject) =>
-              client.EncodeBatch(request, { deadline }, (err, res) => (err ? reject(encoderStatus(err)) : resolve(res!))),
+              client.EncodeBatch(request, { deadline }, (err, res) => {
+                const failed = err ? encoderStatus(err) : encoderFailed(res!, count);
+                if (failed) reject(failed);
+                else resolve(res!);
+              }),
             ),
         ) as Promise<EncodeBatchResponse__Output>
       ).then((res) => batchRows(res, count)),

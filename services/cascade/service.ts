@@ -169,11 +169,16 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       const c = checkOptions(req);
       const n = req.images.shape[0] ?? 0;
       if (n < 1 || n > limit) throw invalidArgument(`images holds ${n} images; send 1 to ${limit}`);
-      const rows = await deps.encoder.encodePacked(req.images, n, c.cap, deadlineOf(call));
       metrics.inputs.inc({ input: 'tensor' }, n);
+      // A tensor the encoder refuses (its shape, its size) fails the call; any other failure of the
+      // encoder call fails each image, as it would fail each of `requests`.
+      const rows = await deps.encoder.encodePacked(req.images, n, c.cap, deadlineOf(call)).catch((err: unknown) => {
+        if (err instanceof StatusError && err.code === status.INVALID_ARGUMENT) throw err;
+        return new Array<unknown>(n).fill(err);
+      });
       const results = rows.map((z) =>
         result(() => {
-          if (z instanceof StatusError) throw z;
+          if (!(z instanceof Float32Array)) throw z;
           return respond(z, c);
         }),
       );

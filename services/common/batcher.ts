@@ -43,7 +43,7 @@ interface Pending<I, O> {
  */
 export class Batcher<I, O> {
   private readonly queue: Pending<I, O>[] = [];
-  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private timer: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate } | undefined;
   private running = 0;
   private readonly maxInFlight: number;
 
@@ -81,16 +81,16 @@ export class Batcher<I, O> {
     }
     if (this.timer) return;
     if (this.options.maxDelayMs === 0) {
-      this.timer = setImmediate(() => void this.flush());
+      this.timer = { kind: 'immediate', handle: setImmediate(() => void this.flush()) };
       return;
     }
     const waited = Number(process.hrtime.bigint() - this.queue[0]!.enqueued) / 1e6;
-    this.timer = setTimeout(() => void this.flush(), Math.max(0, this.options.maxDelayMs - waited));
+    this.timer = { kind: 'timeout', handle: setTimeout(() => void this.flush(), Math.max(0, this.options.maxDelayMs - waited)) };
   }
 
   private clearTimer(): void {
-    clearTimeout(this.timer as NodeJS.Timeout);
-    clearImmediate(this.timer as NodeJS.Immediate);
+    if (this.timer?.kind === 'timeout') clearTimeout(this.timer.handle);
+    else if (this.timer?.kind === 'immediate') clearImmediate(this.timer.handle);
     this.timer = undefined;
   }
 

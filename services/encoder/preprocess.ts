@@ -48,21 +48,21 @@ export function acceptedShapes(spec: InputSpec): number[][] {
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-/** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them. */
-function tensorValues(tensor: Tensor__Output, count: number): Float32Array {
+/** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them; `what` names it in errors. */
+function tensorValues(tensor: Tensor__Output, count: number, what: string): Float32Array {
   const hasValues = tensor.values.length > 0;
   const hasRaw = tensor.raw.length > 0;
-  if (hasValues === hasRaw) throw invalidArgument('tensor must set exactly one of values or raw');
+  if (hasValues === hasRaw) throw invalidArgument(`${what} must set exactly one of values or raw`);
   if (hasRaw) {
     if (tensor.raw.length !== count * 4)
-      throw invalidArgument(`tensor raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${count * 4} (float32)`);
+      throw invalidArgument(`${what} raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${count * 4} (float32)`);
     // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
     // little-endian on every platform onnxruntime-node ships for.
     const values = new Float32Array(count);
     new Uint8Array(values.buffer).set(tensor.raw);
     return values;
   }
-  if (tensor.values.length !== count) throw invalidArgument(`tensor has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${count}`);
+  if (tensor.values.length !== count) throw invalidArgument(`${what} has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${count}`);
   return Float32Array.from(tensor.values);
 }
 
@@ -77,7 +77,7 @@ export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32A
   const shapes = acceptedShapes(spec);
   if (!shapes.some((s) => s.length === tensor.shape.length && s.every((d, i) => d === tensor.shape[i])))
     throw invalidArgument(`tensor shape ${fmt(tensor.shape)} is not one of ${shapes.map(fmt).join(', ')}`);
-  const values = tensorValues(tensor, spec.height * spec.width);
+  const values = tensorValues(tensor, spec.height * spec.width, 'tensor');
   const bad = nonFinite(values, 'tensor');
   if (bad) throw bad;
   return values;
@@ -95,7 +95,7 @@ export function packedToInputs(tensor: Tensor__Output, spec: InputSpec, maxImage
     throw invalidArgument(`images shape ${fmt(tensor.shape)} is not [N, ${spec.height}, ${spec.width}] or [N, 1, ${spec.height}, ${spec.width}]`);
   if (n < 1 || n > maxImages) throw invalidArgument(`images holds ${n} images; send 1 to ${maxImages}`);
   const size = spec.height * spec.width;
-  const values = tensorValues(tensor, n * size);
+  const values = tensorValues(tensor, n * size, 'images');
   return Array.from({ length: n }, (_, i) => {
     const one = values.subarray(i * size, (i + 1) * size);
     return nonFinite(one, `image ${i}`) ?? one;

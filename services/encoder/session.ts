@@ -42,6 +42,7 @@ export class EncoderSession {
   /** Set once the worker has died or the session was disposed: every run after fails with it. */
   #dead: StatusError | undefined;
   readonly #onDeath = new Set<(err: StatusError) => void>();
+  #diedOfItself = false;
 
   private constructor(
     worker: Worker,
@@ -60,6 +61,7 @@ export class EncoderSession {
     const die = (reason: string) => {
       if (this.#dead) return;
       logger.error('inference worker stopped; encoding fails from now on', { reason });
+      this.#diedOfItself = true;
       this.#stop(reason);
       for (const listener of this.#onDeath) listener(this.#dead!);
     };
@@ -86,7 +88,10 @@ export class EncoderSession {
     const ready = await new Promise<WorkerReady>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`inference worker exited with code ${code} before loading the model`)));
     });
+    worker.removeAllListeners('exit');
+    worker.removeAllListeners('error');
     if (ready.kind === 'failed') {
       await worker.terminate();
       throw new Error(ready.message);
@@ -119,9 +124,10 @@ export class EncoderSession {
     return images.map((_, i) => out.subarray(i * d, (i + 1) * d));
   }
 
-  /** Calls `listener` if the worker dies (not on dispose): the session cannot encode any more. */
+  /** Calls `listener` once the worker has died (at once if it already has; not on dispose): the session cannot encode any more. */
   onDeath(listener: (err: StatusError) => void): void {
-    this.#onDeath.add(listener);
+    if (this.#dead && this.#diedOfItself) listener(this.#dead);
+    else this.#onDeath.add(listener);
   }
 
   #stop(reason: string): void {

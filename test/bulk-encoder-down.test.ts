@@ -1,0 +1,49 @@
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBundle } from '../services/common/bundle.js';
+import { float32Bytes } from '../services/common/clients.js';
+import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
+import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
+import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { delta, scrape } from './helpers/prom.js';
+
+let mesh: TestMesh;
+let tensors: { shape: number[]; raw: Buffer }[];
+
+beforeAll(async () => {
+  const bundle = await loadBundle();
+  const slice = await loadTestSlice(bundle);
+  tensors = [0, 1, 2].map((i) => ({ shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) }));
+  mesh = await startMesh();
+  await mesh.encoder.shutdown(); // the cascade stays up with nothing behind it
+});
+afterAll(async () => {
+  mesh.classifier.close();
+  mesh.encoderClient.close();
+  await mesh.cascade.shutdown();
+});
+
+const classifyBatch = (req: ClassifyBatchRequest) =>
+  new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
+    mesh.classifier.ClassifyBatch(req, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+  );
+
+describe('ClassifyBatch with the encoder down', () => {
+  it('both forms answer the call and fail each item with UNAVAILABLE, counted per item', async () => {
+    const before = await scrape(mesh.cascade.metricsPort);
+    const listed = await classifyBatch({ requests: tensors.map((tensor) => ({ tensor })) });
+    const packed = await classifyBatch({ images: { shape: [3, 28, 28], raw: Buffer.concat(tensors.map((t) => t.raw)) } });
+    const after = await scrape(mesh.cascade.metricsPort);
+    for (const res of [listed, packed]) {
+      expect(res.results).toHaveLength(3);
+      for (const r of res.results) {
+        expect(r.code).toBe(status.UNAVAILABLE);
+        expect(r.message).toMatch(/^encoder unavailable: /);
+      }
+    }
+    expect(delta(before, after, 'mrl_cascade_requests_total{code="UNAVAILABLE"}')).toBe(6);
+    expect(delta(before, after, 'mrl_cascade_inputs_total{input="tensor"}')).toBe(6);
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}')).toBeGreaterThanOrEqual(2);
+  });
+});
