@@ -57,7 +57,8 @@ export class CoalescingEncoder {
   /** The encoder's `dimension` argument for a prefix: 0 asks for the full embedding. */
   readonly #wire: (dimension: number) => number;
 
-  constructor(encoder: EncoderClient, embeddingDim: number, options: CoalescingOptions, metrics: CascadeMetrics) {
+  /** `name` names the queue in RESOURCE_EXHAUSTED messages. */
+  constructor(encoder: EncoderClient, embeddingDim: number, options: CoalescingOptions, metrics: CascadeMetrics, name: string) {
     this.#encoder = encoder;
     this.#wire = (dimension) => (dimension === embeddingDim ? 0 : dimension);
     this.#batcher = new Batcher<Job, Float32Array | StatusError>(
@@ -68,7 +69,7 @@ export class CoalescingEncoder {
         maxQueue: options.maxQueue,
         maxWeight: options.maxBatchBytes,
         weigh: inputBytes,
-        name: 'cascade encoder queue',
+        name,
       },
       (jobs) => {
         const dimension = Math.max(...jobs.map((j) => j.dimension));

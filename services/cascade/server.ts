@@ -61,7 +61,10 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     metrics,
     logger,
   );
-  const coalescing = new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics);
+  const coalescing = {
+    interactive: new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics, 'cascade encoder queue'),
+    bulk: new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics, 'cascade bulk encoder queue'),
+  };
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const { definition, proto } = loadMrlProtos();
   const grpcServer = await startGrpcServer({

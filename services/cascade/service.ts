@@ -21,7 +21,11 @@ export interface ClassifierServiceDeps {
   bundle: Bundle;
   cascade: Cascade;
   thresholds: ThresholdStore;
-  encoder: CoalescingEncoder;
+  /**
+   * The way to the encoder for unary Classify calls, and a second one, with a queue of its own,
+   * for ClassifyBatch items: a bulk job can fill only its own queue, never the interactive one.
+   */
+  encoder: { interactive: CoalescingEncoder; bulk: CoalescingEncoder };
   metrics: CascadeMetrics;
   logger: Logger;
   /** Deadline given to encoder calls when the caller set none, ms. */
@@ -127,16 +131,22 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
    * The request's embedding, as long as it may use: given, or from the encoder (only the prefix
    * the request can use: less to send, less to copy).
    */
-  const embed = (req: ClassifyRequest__Output, c: Checked, deadline: Date, signal: AbortSignal): Promise<Float32Array> | Float32Array => {
+  const embed = (
+    encoder: CoalescingEncoder,
+    req: ClassifyRequest__Output,
+    c: Checked,
+    deadline: Date,
+    signal: AbortSignal,
+  ): Promise<Float32Array> | Float32Array => {
     if (req.input === 'embedding') return embeddingOf(req.embedding!.values, bundle.nesting);
     const input: EncodeInput = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
-    return deps.encoder.encode(input, c.cap, deadline, signal);
+    return encoder.encode(input, c.cap, deadline, signal);
   };
   const deadlineOf = (call: ServerUnaryCall<unknown, unknown>) => encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs);
 
   const classify = async (req: ClassifyRequest__Output, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
     const c = check(req);
-    const z = await embed(req, c, deadlineOf(call), callSignal(call));
+    const z = await embed(deps.encoder.interactive, req, c, deadlineOf(call), callSignal(call));
     if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
     return respond(z, c);
   };
@@ -172,7 +182,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       metrics.inputs.inc({ input: 'tensor' }, n);
       // A tensor the encoder refuses (its shape, its size) fails the call; any other failure of the
       // encoder call fails each image, as it would fail each of `requests`.
-      const rows = await deps.encoder.encodePacked(req.images, n, c.cap, deadlineOf(call)).catch((err: unknown) => {
+      const rows = await deps.encoder.bulk.encodePacked(req.images, n, c.cap, deadlineOf(call)).catch((err: unknown) => {
         if (err instanceof StatusError && err.code === status.INVALID_ARGUMENT) throw err;
         return new Array<unknown>(n).fill(err);
       });
@@ -192,7 +202,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     const results = req.requests.map((r) =>
       result(async () => {
         const c = check(r);
-        return respond(await embed(r, c, deadline, signal), c);
+        return respond(await embed(deps.encoder.bulk, r, c, deadline, signal), c);
       }),
     );
     return { results: await Promise.all(results) };
