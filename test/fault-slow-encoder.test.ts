@@ -91,6 +91,26 @@ describe('slow encoder (injected delay)', () => {
   });
 });
 
+describe('a hung encoder behind shared encoder calls', () => {
+  it('requests that time out count against the breaker, which opens and then fails fast', async () => {
+    // Default breaker volume (5 failures in the window); 12 requests share one or two encoder calls.
+    const guarded = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` });
+    const c = classifierClient(`127.0.0.1:${guarded.port}`);
+    try {
+      const first = await Promise.all(Array.from({ length: 12 }, () => outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300)));
+      expect(first.every((o) => o.code === status.DEADLINE_EXCEEDED)).toBe(true);
+      await waitFor('the breaker to open', async () => (await scrape(guarded.metricsPort)).get('mrl_cascade_breaker_state') === 2, 5_000);
+      const next = await outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300);
+      expect(next.code).toBe(status.UNAVAILABLE);
+      expect(next.details).toMatch(/circuit breaker is open/);
+      expect(next.endedAt - next.startedAt).toBeLessThan(250);
+    } finally {
+      c.close();
+      await guarded.stop();
+    }
+  });
+});
+
 describe('Batcher under expiring deadlines', () => {
   it('drops queued items whose signal aborted, with its reason, and runs only the live ones', async () => {
     let release!: () => void;

@@ -36,11 +36,14 @@ function inputBytes({ input }: Job): number {
   return payload + INPUT_OVERHEAD_BYTES;
 }
 
-/** Rejects with the cascade's own DEADLINE_EXCEEDED once `deadline` passes. */
-function before<T>(work: Promise<T>, deadline: Date): Promise<T> {
+/** Rejects with the cascade's own DEADLINE_EXCEEDED once `deadline` passes (then calls `onTimeout`). */
+function before<T>(work: Promise<T>, deadline: Date, onTimeout?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder')), deadline.getTime() - Date.now());
+    timer = setTimeout(() => {
+      reject(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
+      onTimeout?.();
+    }, deadline.getTime() - Date.now());
   });
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
 }
@@ -87,7 +90,7 @@ export class CoalescingEncoder {
 
   /** The first `dimension` values of `input`'s embedding; fails by `deadline`, or once `signal` aborts while it waits. */
   async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
-    const row = await before(this.#batcher.submit({ input, dimension, deadline }, signal), deadline);
+    const row = await before(this.#batcher.submit({ input, dimension, deadline }, signal), deadline, () => this.#encoder.recordTimeout());
     if (row instanceof StatusError) throw row;
     return row.subarray(0, dimension);
   }

@@ -50,6 +50,11 @@ function encoderStatus(err: { code: grpc.status; details: string }): StatusError
 export interface EncoderClient {
   /** One EncodeBatch call carrying `count` inputs (listed or packed): per input, its row or its own error. */
   encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date): Promise<(Float32Array | StatusError)[]>;
+  /**
+   * A request gave up waiting for the encoder: one failure for the breaker, as its own timed-out
+   * call was before requests shared calls, so that a hung encoder still opens the breaker.
+   */
+  recordTimeout(): void;
   close(): void;
 }
 
@@ -113,6 +118,10 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
             ),
         ) as Promise<EncodeBatchResponse__Output>
       ).then((res) => batchRows(res, count)),
+    recordTimeout: () => {
+      // Only while closed: open, it already fails fast; half-open, its one probe decides.
+      if (breaker.closed) breaker.fire(() => Promise.reject(encoderStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: '' }))).catch(() => {});
+    },
     close: () => {
       breaker.shutdown();
       client.close();
