@@ -51,8 +51,9 @@ function before<T>(work: Promise<T>, deadline: Date, onTimeout?: () => void): Pr
 /**
  * The cascade's way to the encoder: inputs of concurrent Classify calls (and the items of
  * ClassifyBatch calls) share EncodeBatch calls, so under load one gRPC hop and one breaker
- * decision serve many requests; packed images, already a batch, go in a call of their own. A call asks for the largest prefix any of its inputs may use and
- * runs until the latest of their deadlines; each input still fails at its own deadline.
+ * decision serve many requests; packed images, already a batch, go in a call of their own. A
+ * shared call asks for the largest prefix any of its inputs may use and runs until the latest of
+ * their deadlines; each input still fails at its own deadline.
  */
 export class CoalescingEncoder {
   readonly #batcher: Batcher<Job, Float32Array | StatusError>;
@@ -77,15 +78,15 @@ export class CoalescingEncoder {
       (jobs) => {
         const dimension = Math.max(...jobs.map((j) => j.dimension));
         const deadline = new Date(Math.max(...jobs.map((j) => j.deadline.getTime())));
-        return encoder.encodeBatch({ inputs: jobs.map((j) => j.input), dimension: this.#wire(dimension) }, jobs.length, deadline);
+        return this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input), dimension: this.#wire(dimension) }, jobs.length, deadline);
       },
       { batch: (size) => metrics.encoderBatchSize.observe(size) },
     );
   }
 
-  /** Packed images, as a ClassifyBatch brought them: one EncodeBatch call of their own, `dimension`-long rows. */
+  /** Packed images, as a ClassifyBatch brought them: one EncodeBatch call of their own (its gRPC deadline is `deadline`), `dimension`-long rows. */
   encodePacked(images: Tensor, count: number, dimension: number, deadline: Date): Promise<(Float32Array | StatusError)[]> {
-    return before(this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline), deadline);
+    return this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline);
   }
 
   /** The first `dimension` values of `input`'s embedding; fails by `deadline`, or once `signal` aborts while it waits. */
