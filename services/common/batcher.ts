@@ -55,10 +55,6 @@ export class Batcher<I, O> {
     this.maxInFlight = options.maxInFlight ?? 1;
   }
 
-  get depth(): number {
-    return this.queue.length;
-  }
-
   /** Queues `item` for a batch; `signal`, once aborted, drops it if it has not run yet. */
   submit(item: I, signal?: AbortSignal): Promise<O> {
     if (this.queue.length >= this.options.maxQueue)
