@@ -91,6 +91,33 @@ describe('slow encoder (injected delay)', () => {
   });
 });
 
+describe('callers that go away', () => {
+  it('cancel the encoder call they shared once the last of them is gone, instead of leaving it to run', async () => {
+    await waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+    const encBefore = await scrape(encoder.metricsPort);
+    const before = await scrape(cascade.metricsPort);
+    // A deadline well past the encoder's delay: left alone, the shared call would end OK.
+    const deadline = new Date(Date.now() + 10 * DELAY_MS);
+    const ended = [0, 1].map(() => {
+      let call!: { cancel(): void };
+      const done = new Promise<number>((resolve) => {
+        call = client.Classify({ tensor }, { deadline }, (err) => resolve(err?.code ?? status.OK));
+      });
+      setTimeout(() => call.cancel(), 200);
+      return done;
+    });
+    expect(await Promise.all(ended)).toEqual([status.CANCELLED, status.CANCELLED]);
+    await waitFor('the encoder to answer its call', async () => {
+      const codes = encoderCodes(encBefore, await scrape(encoder.metricsPort));
+      return codes.DEADLINE_EXCEEDED! + codes.CANCELLED! + codes.OK! === 2;
+    }, 10_000);
+    expect(encoderCodes(encBefore, await scrape(encoder.metricsPort))).toEqual({ OK: 0, DEADLINE_EXCEEDED: 0, CANCELLED: 2 });
+    const after = await scrape(cascade.metricsPort);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(2);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
+  });
+});
+
 describe('a hung encoder behind shared encoder calls', () => {
   it('requests that time out count against the breaker, which opens and then fails fast', async () => {
     // Default breaker volume (5 failures in the window); 12 requests share one or two encoder calls.
@@ -136,5 +163,28 @@ describe('Batcher under expiring deadlines', () => {
       status.DEADLINE_EXCEEDED,
     ]);
     expect(runs).toEqual([[0], [2]]);
+  });
+
+  it("a running batch's signal aborts once every item in it has been aborted, not before", async () => {
+    const signals: AbortSignal[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new Batcher<number, number>({ maxBatch: 4, maxDelayMs: 0, maxQueue: 10 }, async (xs, signal) => {
+      signals.push(signal);
+      await gate;
+      return xs;
+    });
+    const callers = [0, 1, 2].map(() => new AbortController());
+    const answers = Promise.allSettled(callers.map((c, i) => b.submit(i, c.signal)));
+    await new Promise((r) => setImmediate(r));
+    expect(signals).toHaveLength(1);
+    callers[0]!.abort();
+    callers[1]!.abort();
+    expect(signals[0]!.aborted).toBe(false);
+    callers[2]!.abort();
+    expect(signals[0]!.aborted).toBe(true);
+    expect((signals[0]!.reason as StatusError).code).toBe(status.CANCELLED);
+    release();
+    await answers;
   });
 });

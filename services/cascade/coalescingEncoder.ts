@@ -36,13 +36,14 @@ function inputBytes({ input }: Job): number {
   return payload + INPUT_OVERHEAD_BYTES;
 }
 
-/** Rejects with the cascade's own DEADLINE_EXCEEDED once `deadline` passes (then calls `onTimeout`). */
-function before<T>(work: Promise<T>, deadline: Date, onTimeout?: () => void): Promise<T> {
+/** Rejects with the cascade's own DEADLINE_EXCEEDED once `deadline` passes (then calls `onTimeout` with it). */
+function before<T>(work: Promise<T>, deadline: Date, onTimeout: (err: StatusError) => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
-      onTimeout?.();
+      const err = new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder');
+      reject(err);
+      onTimeout(err);
     }, deadline.getTime() - Date.now());
   });
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
@@ -53,7 +54,8 @@ function before<T>(work: Promise<T>, deadline: Date, onTimeout?: () => void): Pr
  * ClassifyBatch calls) share EncodeBatch calls, so under load one gRPC hop and one breaker
  * decision serve many requests; packed images, already a batch, go in a call of their own. A
  * shared call asks for the largest prefix any of its inputs may use and runs until the latest of
- * their deadlines; each input still fails at its own deadline.
+ * their deadlines, or until every one of its requests has gone (cancelled or timed out), which
+ * frees its place for requests still waiting; each input still fails at its own deadline.
  */
 export class CoalescingEncoder {
   readonly #batcher: Batcher<Job, Float32Array | StatusError>;
@@ -75,23 +77,32 @@ export class CoalescingEncoder {
         weigh: inputBytes,
         name,
       },
-      (jobs) => {
+      (jobs, abandoned) => {
         const dimension = Math.max(...jobs.map((j) => j.dimension));
         const deadline = new Date(Math.max(...jobs.map((j) => j.deadline.getTime())));
-        return this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input), dimension: this.#wire(dimension) }, jobs.length, deadline);
+        return this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input), dimension: this.#wire(dimension) }, jobs.length, deadline, abandoned);
       },
       { batch: (size) => metrics.encoderBatchSize.observe(size) },
     );
   }
 
-  /** Packed images, as a ClassifyBatch brought them: one EncodeBatch call of their own (its gRPC deadline is `deadline`), `dimension`-long rows. */
-  encodePacked(images: Tensor, count: number, dimension: number, deadline: Date): Promise<(Float32Array | StatusError)[]> {
-    return this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline);
+  /**
+   * Packed images, as a ClassifyBatch brought them: one EncodeBatch call of their own (its gRPC
+   * deadline is `deadline`; cancelled if `signal` aborts), `dimension`-long rows.
+   */
+  encodePacked(images: Tensor, count: number, dimension: number, deadline: Date, signal: AbortSignal): Promise<(Float32Array | StatusError)[]> {
+    return this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline, signal);
   }
 
   /** The first `dimension` values of `input`'s embedding; fails by `deadline`, or once `signal` aborts while it waits. */
   async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
-    const row = await before(this.#batcher.submit({ input, dimension, deadline }, signal), deadline, () => this.#encoder.recordTimeout());
+    // The input is gone once its caller is, or once it stops waiting at `deadline`.
+    const expired = new AbortController();
+    const gone = AbortSignal.any([signal, expired.signal]);
+    const row = await before(this.#batcher.submit({ input, dimension, deadline }, gone), deadline, (err) => {
+      expired.abort(err);
+      this.#encoder.recordTimeout();
+    });
     if (row instanceof StatusError) throw row;
     return row.subarray(0, dimension);
   }

@@ -48,8 +48,8 @@ function encoderStatus(err: { code: grpc.status; details: string }): StatusError
 }
 
 export interface EncoderClient {
-  /** One EncodeBatch call carrying `count` inputs (listed or packed): per input, its row or its own error. */
-  encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date): Promise<(Float32Array | StatusError)[]>;
+  /** One EncodeBatch call carrying `count` inputs (listed or packed), cancelled if `signal` aborts: per input, its row or its own error. */
+  encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date, signal: AbortSignal): Promise<(Float32Array | StatusError)[]>;
   /**
    * A request gave up waiting for the encoder: one failure for the breaker, as its own timed-out
    * call was before requests shared calls, so that a hung encoder still opens the breaker.
@@ -105,17 +105,21 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     (breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
   metrics.breakerState.set(BREAKER_STATE.closed);
   return {
-    encodeBatch: (request, count, deadline) =>
+    encodeBatch: (request, count, deadline, signal) =>
       (
         breaker.fire(
           () =>
-            new Promise<EncodeBatchResponse__Output>((resolve, reject) =>
-              client.EncodeBatch(request, { deadline }, (err, res) => {
+            new Promise<EncodeBatchResponse__Output>((resolve, reject) => {
+              const cancel = () => call.cancel(); // answers CANCELLED, which the breaker does not count
+              const call = client.EncodeBatch(request, { deadline }, (err, res) => {
+                signal.removeEventListener('abort', cancel);
                 const failed = err ? encoderStatus(err) : encoderFailed(res!, count);
                 if (failed) reject(failed);
                 else resolve(res!);
-              }),
-            ),
+              });
+              if (signal.aborted) cancel();
+              else signal.addEventListener('abort', cancel, { once: true });
+            }),
         ) as Promise<EncodeBatchResponse__Output>
       ).then((res) => batchRows(res, count)),
     recordTimeout: () => {

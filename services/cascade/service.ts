@@ -182,7 +182,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       metrics.inputs.inc({ input: 'tensor' }, n);
       // A tensor the encoder refuses (its shape, its size) fails the call; any other failure of the
       // encoder call fails each image, as it would fail each of `requests`.
-      const rows = await deps.encoder.bulk.encodePacked(req.images, n, c.cap, deadlineOf(call)).catch((err: unknown) => {
+      const rows = await deps.encoder.bulk.encodePacked(req.images, n, c.cap, deadlineOf(call), callSignal(call)).catch((err: unknown) => {
         if (err instanceof StatusError && err.code === status.INVALID_ARGUMENT) throw err;
         return new Array<unknown>(n).fill(err);
       });

@@ -49,7 +49,8 @@ export class Batcher<I, O> {
 
   constructor(
     private readonly options: BatcherOptions<I>,
-    private readonly run: (items: I[]) => Promise<O[]>,
+    /** `signal` aborts once every item of the batch has been aborted: no one waits for its answer. */
+    private readonly run: (items: I[], signal: AbortSignal) => Promise<O[]>,
     private readonly observer?: BatchObserver,
   ) {
     this.maxInFlight = options.maxInFlight ?? 1;
@@ -120,14 +121,27 @@ export class Batcher<I, O> {
     this.observer?.batch(batch.length, batch.map((p) => Number(now - p.enqueued) / 1e9));
     // More may start beside this one (maxInFlight > 1) while it runs.
     this.schedule();
+    const abandoned = this.watchAbandoned(batch);
     try {
-      const outs = await this.run(batch.map((p) => p.item));
+      const outs = await this.run(batch.map((p) => p.item), abandoned.signal);
       batch.forEach((p, i) => p.resolve(outs[i]!));
     } catch (err) {
       batch.forEach((p) => p.reject(err));
     } finally {
+      abandoned.stop();
       this.running--;
       this.schedule();
     }
+  }
+
+  /** A signal that aborts when the last of the batch's items is aborted (never, if one has no signal). */
+  private watchAbandoned(batch: Pending<I, O>[]): { signal: AbortSignal; stop: () => void } {
+    const controller = new AbortController();
+    let live = batch.length;
+    const onAbort = () => {
+      if (--live === 0) controller.abort(new StatusError(status.CANCELLED, 'every request in the batch has gone'));
+    };
+    for (const p of batch) p.signal?.addEventListener('abort', onAbort, { once: true });
+    return { signal: controller.signal, stop: () => batch.forEach((p) => p.signal?.removeEventListener('abort', onAbort)) };
   }
 }
