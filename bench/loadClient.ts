@@ -6,6 +6,7 @@ import { loadMrlProtos } from '../services/common/protos.js';
 import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
 import { percentile } from '../test/helpers/load.js';
 import { ECHO_SERVICE } from './echoServer.js';
+import { cpuSeconds } from './procStats.js';
 
 /** One load point, run in its own process so the client's CPU is separate and measurable. */
 export interface LoadSpec {
@@ -21,6 +22,8 @@ export interface LoadSpec {
   warmupMs: number;
   durationMs: number;
   deadlineMs: number;
+  /** Server processes (name → pid) whose CPU time is read over the same measured window as the client's. */
+  servers: Record<string, number>;
 }
 
 export interface LoadResult {
@@ -36,6 +39,12 @@ export interface LoadResult {
   errors: Record<string, number>;
   avg_dimension: number | null;
   client_cpu_seconds: number;
+  /** Each of `spec.servers`' CPU seconds over the measured window. */
+  server_cpu_seconds: Record<string, number>;
+  /** Cores busy over the measured window, client and servers together: near the machine's count, the point is CPU-bound. */
+  cores_busy: number;
+  /** CPU ms of client and servers together per answer measured. */
+  cpu_ms_per_answer: number;
 }
 
 /** One call; resolves to the dimensions used, summed, and how many answers that covers. */
@@ -124,6 +133,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const measureFrom = start + spec.warmupMs;
   const end = measureFrom + spec.durationMs;
   let cpuAt: NodeJS.CpuUsage | undefined;
+  const serverCpu = () => Object.fromEntries(Object.entries(spec.servers).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  let serverCpuAt: Record<string, number> = {};
   let n = 0;
   const one = async () => {
     const t0 = performance.now();
@@ -144,7 +155,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       }
     }
   };
-  setTimeout(() => (cpuAt = process.cpuUsage()), spec.warmupMs).unref();
+  setTimeout(() => {
+    cpuAt = process.cpuUsage();
+    serverCpuAt = serverCpu();
+  }, spec.warmupMs).unref();
   if (spec.mode === 'closed') {
     await Promise.all(
       Array.from({ length: spec.concurrency }, async () => {
@@ -165,7 +179,11 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     await Promise.all(inflight);
   }
   const cpu = process.cpuUsage(cpuAt);
+  const servers = Object.fromEntries(Object.entries(serverCpu()).map(([name, s]) => [name, s - serverCpuAt[name]!]));
+  const cpuWindow = (performance.now() - measureFrom) / 1000;
   const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
+  const clientCpu = (cpu.user + cpu.system) / 1e6;
+  const totalCpu = clientCpu + Object.values(servers).reduce((a, b) => a + b, 0);
   const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
   return {
     spec,
@@ -177,7 +195,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     p99_ms: percentile(latencies, 99),
     errors,
     avg_dimension: dimCount ? dims / dimCount : null,
-    client_cpu_seconds: (cpu.user + cpu.system) / 1e6,
+    client_cpu_seconds: clientCpu,
+    server_cpu_seconds: servers,
+    cores_busy: totalCpu / cpuWindow,
+    cpu_ms_per_answer: (1000 * totalCpu) / items,
   };
 }
 

@@ -7,7 +7,8 @@ const errs = (e: Record<string, number>) => Object.entries(e).map(([k, v]) => `$
 function row(name: string, p: LoadResult | MeshPoint): string {
   const m = p as Partial<MeshPoint>;
   const load = p.spec.mode === 'open' ? `open ${p.spec.rate}/s` : `c=${p.spec.concurrency}${p.spec.batch ? ` × ${p.spec.batch}` : ''}`;
-  return `| ${name} | ${load} | ${f(p.items_per_second)} | ${f(p.p50_ms, 2)} | ${f(p.p95_ms, 2)} | ${f(p.p99_ms, 2)} | ${errs(p.errors)} | ${f(p.avg_dimension, 1)} | ${f(m.encoder_avg_batch, 1)} | ${f(m.encoder_cpu_seconds, 1)} / ${f(m.cascade_cpu_seconds, 1)} / ${f(p.client_cpu_seconds, 1)} |`;
+  const servers = Object.values(p.server_cpu_seconds).map((s) => f(s, 1)).join(' + ');
+  return `| ${name} | ${load} | ${f(p.items_per_second)} | ${f(p.p50_ms, 2)} | ${f(p.p95_ms, 2)} | ${f(p.p99_ms, 2)} | ${errs(p.errors)} | ${f(p.avg_dimension, 1)} | ${f(m.encoder_avg_batch, 1)} | ${servers} / ${f(p.client_cpu_seconds, 1)} | ${f(p.cores_busy, 2)} | ${f(p.cpu_ms_per_answer, 2)} |`;
 }
 
 /** The benchmark as the Markdown table the README quotes. */
@@ -17,8 +18,10 @@ export function markdownReport(r: BenchResult): string {
     '',
     `Machine: ${r.machine.cpus} × ${r.machine.cpu_model}, ${r.machine.memory_gib} GiB, Node ${r.machine.node}; services and client share the machine.`,
     '',
-    '| what | load | answers/s | p50 ms | p95 ms | p99 ms | errors | avg dim | encoder batch | CPU s enc / casc / client |',
-    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
+    'CPU is read over each point\'s measured window: servers (echo; or encoder + cascade) / client, then cores busy in all, and CPU ms per answer.',
+    '',
+    '| what | load | answers/s | p50 ms | p95 ms | p99 ms | errors | avg dim | encoder batch | CPU s servers / client | cores busy | CPU ms / answer |',
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: |',
     ...r.echo.map((p) => row('grpc-js echo (transport limit)', p)),
     row('encoder alone, Encode', r.encoder_alone),
     ...r.cascade.map((p) => row('mesh, cascade', p)),

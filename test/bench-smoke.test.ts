@@ -18,7 +18,11 @@ describe('npm run bench (quick smoke run)', () => {
         expect(p.requests).toBeGreaterThan(0);
         expect(p.errors).toEqual({});
         expect(p.p50_ms).toBeLessThanOrEqual(p.p99_ms);
+        expect(p.cores_busy).toBeGreaterThan(0);
+        expect(p.cpu_ms_per_answer).toBeGreaterThan(0);
       }
+      expect(r.echo.every((p) => Object.keys(p.server_cpu_seconds).join() === 'echo')).toBe(true);
+      expect([...r.cascade, r.encoder_alone].every((p) => Object.keys(p.server_cpu_seconds).join() === 'encoder,cascade')).toBe(true);
       expect(r.full.every((p) => p.avg_dimension === 512)).toBe(true);
       for (const b of [r.bulk, r.bulk_packed]) expect(b.items_per_second).toBeCloseTo(b.rps * b.spec.batch!, 6);
       expect(r.cascade.every((p) => p.avg_dimension! >= 8 && p.avg_dimension! <= 512)).toBe(true);
