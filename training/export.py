@@ -25,7 +25,7 @@ from .model import NESTING, Classifier
 from .predict import predict
 
 BUNDLES = {"mrl": "fashion-mnist-mrl", "mrl-e": "fashion-mnist-mrl-e"}
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 SLICE_SIZE = 1000
 REFERENCE_COUNT = 16
 
@@ -93,8 +93,7 @@ def accuracy_table(results: dict[str, dict], split: str) -> str:
     return "\n".join(rows)
 
 
-def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc: dict, thresholds,
-               calibrated: bool) -> str:
+def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc: dict) -> str:
     trained = ", ".join(f"`{n}` {r['seconds']:.0f} s" for n, r in results.items())
     return f"""# {BUNDLES[kind]} {VERSION}
 
@@ -126,13 +125,11 @@ identical images ({ds.duplicates_across_test_and_train} across test and train,
 weight decay {cfg["weight_decay"]}), {cfg["augmentation"]}; loss: the sum of the per-size
 cross-entropies. Seed {cfg["seed"]}, torch {cfg["torch"]}, CPU. Training time: {trained}.
 
-Cascade thresholds (stages 8 ... 256; the 512 stage always answers), {
-"calibrated on the validation split by `npx mrl calibrate` (record in model.json)" if calibrated else
-"initial: per stage, the lowest whose accepted validation images are as accurate as the full size; "
-"`npx mrl calibrate` replaces them"}:
-{", ".join(f"{t:.4f}" for t in thresholds)}.
+Cascade thresholds: model.json `thresholds`, one per stage but the last. The exporter writes initial
+ones (per stage, the lowest whose accepted validation images are as accurate as the full size);
+`npx mrl calibrate` replaces them, and `npx mrl report` states them below.
 
-Regenerate every number here from the repository root (training takes about 2 hours on 2 CPU cores):
+Regenerate every number here from the repository root (training takes about 3 hours on 2 CPU cores):
 
     npm run train && npx mrl calibrate && npx mrl report
 """
@@ -214,7 +211,7 @@ def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, 
         json.dump(meta, f, indent=2)
         f.write("\n")
     with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(model_card(kind, results, ds, cfg, slice_acc, meta["thresholds"], bool(kept)))
+        f.write(model_card(kind, results, ds, cfg, slice_acc))
         if report_section:
             f.write("\n" + report_section + "\n")
     log(f"wrote {os.path.relpath(out)}")

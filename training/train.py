@@ -90,7 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="mrl,ff-512,mrl-e,ff-8,ff-64",
                     help="comma-separated: mrl, mrl-e, ff-<m> (default: %(default)s)")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=0.1, help="peak one-cycle learning rate")
     ap.add_argument("--weight-decay", type=float, default=5e-4)
