@@ -16,7 +16,8 @@ export function markdownReport(r: BenchResult): string {
   return [
     `# Benchmark ${r.quick ? '(quick smoke run) ' : ''}${r.date}`,
     '',
-    `Machine: ${r.machine.cpus} × ${r.machine.cpu_model}, ${r.machine.memory_gib} GiB, Node ${r.machine.node}; services and client share the machine.`,
+    `Machine: ${r.machine.cpus} × ${r.machine.cpu_model}, ${r.machine.memory_gib} GiB, Node ${r.machine.node}; services and client share the machine.` +
+      (Object.keys(r.settings).length ? ` Mesh settings: ${Object.entries(r.settings).map(([k, v]) => `${k}=${v}`).join(', ')}.` : ''),
     '',
     'CPU is read over each point\'s measured window: servers (echo; or encoder + cascade) / client, then cores busy in all, and CPU ms per answer.',
     '',

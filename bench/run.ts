@@ -6,7 +6,7 @@
  *   the saturated rate, with the cascade policy and with the full-size (no-cascade) baseline;
  * - head compute for a synthetic L = 1000, d = 2048 bundle, cascade against full size.
  * Load comes from separate client processes. Results: bench/results/latest.{json,md}.
- * `--quick` runs a short smoke version (`--out DIR` writes elsewhere).
+ * `--quick` runs a short smoke version (`--out DIR` writes elsewhere); `--set MRL_X=v` tunes the mesh.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -33,6 +33,8 @@ export interface BenchResult {
   date: string;
   machine: { cpus: number; cpu_model: string; memory_gib: number; node: string };
   quick: boolean;
+  /** `--set` service settings the mesh ran with (beside the benchmark's own). */
+  settings: Record<string, string>;
   raw_encoder: { batch: number; images_per_second: number }[];
   echo: LoadResult[];
   encoder_alone: MeshPoint;
@@ -53,15 +55,29 @@ export interface BenchResult {
  * gRPC and the client, a second intra-op thread keeps waiting for whichever core is busy, and
  * both the bulk path and Classify measured faster with one.
  */
-async function startMesh() {
-  const encoder = await spawnService('encoder', { MRL_INTRA_OP_THREADS: '1' });
-  const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` });
+async function startMesh(settings: Record<string, string>) {
+  const encoder = await spawnService('encoder', { MRL_INTRA_OP_THREADS: '1', ...settings });
+  const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...settings });
   return { encoder, cascade };
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: fileURLToPath(new URL('./results', import.meta.url)) } } });
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string', default: fileURLToPath(new URL('./results', import.meta.url)) },
+      // `--set MRL_X=value` (repeatable): a service setting for both mesh processes, to compare tunings.
+      set: { type: 'string', multiple: true, default: [] },
+    },
+  });
   const quick = values.quick;
+  const settings = Object.fromEntries(
+    values.set.map((kv) => {
+      const m = /^(MRL_[A-Z0-9_]+)=(.*)$/.exec(kv);
+      if (!m) throw new Error(`--set takes MRL_NAME=value, got ${kv}`);
+      return [m[1]!, m[2]!];
+    }),
+  );
   const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 4000 };
   const sweep = quick ? [1, 8] : [1, 8, 64, 256];
   const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -89,7 +105,7 @@ async function main(): Promise<void> {
   await echoServer.stop();
 
   log('mesh');
-  const mesh = await startMesh();
+  const mesh = await startMesh(settings);
   const meshSpec = (target: string, call: LoadSpec['call'], concurrency: number, mode: LoadSpec['mode'] = 'closed', rate = 0) =>
     spec({ encoder: mesh.encoder.pid, cascade: mesh.cascade.pid }, target, call, concurrency, mode, rate);
   const measure = async (s: LoadSpec): Promise<MeshPoint> => {
@@ -125,6 +141,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version },
     quick,
+    settings,
     raw_encoder: raw,
     echo,
     encoder_alone: encoderAlone,
