@@ -30,7 +30,10 @@ export interface EncoderConfig {
   intraOpThreads: number;
   /** MRL_MAX_BATCH: images per encoder run (default 64). */
   maxBatch: number;
-  /** MRL_MAX_BATCH_DELAY_MS: longest wait for a batch to fill, ms (default 2). */
+  /**
+   * MRL_MAX_BATCH_DELAY_MS: longest wait for a batch to fill, ms (default 0: run what has
+   * arrived; later calls gather while it runs, so batches still fill under load).
+   */
   maxBatchDelayMs: number;
   /** MRL_MAX_QUEUE: images waiting before RESOURCE_EXHAUSTED (default 1024). */
   maxQueue: number;
@@ -72,7 +75,7 @@ export function encoderConfig(env: Env): EncoderConfig {
     executionProviders: providers as ExecutionProvider[],
     intraOpThreads: r.int('MRL_INTRA_OP_THREADS', 0, 0, 256),
     maxBatch: r.int('MRL_MAX_BATCH', 64, 1, 4096),
-    maxBatchDelayMs: r.int('MRL_MAX_BATCH_DELAY_MS', 2, 0, 1000),
+    maxBatchDelayMs: r.int('MRL_MAX_BATCH_DELAY_MS', 0, 0, 1000),
     maxQueue: r.int('MRL_MAX_QUEUE', 1024, 1, 1_000_000),
     maxImagePixels: r.int('MRL_MAX_IMAGE_PIXELS', 2048 * 2048, 1, 1 << 28),
     maxMessageBytes: r.int('MRL_MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 1 << 30),
