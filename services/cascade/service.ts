@@ -7,7 +7,6 @@ import type { ClassifyBatchResult } from '../common/generated/mrl/v1/ClassifyBat
 import type { ClassifyRequest__Output } from '../common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyResponse.js';
 import type { Logger } from '../common/logger.js';
-import { callSignal } from '../common/callEnd.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { codeName, unary } from '../common/unary.js';
@@ -144,9 +143,9 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   };
   const deadlineOf = (call: ServerUnaryCall<unknown, unknown>) => encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs);
 
-  const classify = async (req: ClassifyRequest__Output, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
+  const classify = async (req: ClassifyRequest__Output, signal: AbortSignal, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
     const c = check(req);
-    const z = await embed(deps.encoder.interactive, req, c, deadlineOf(call), callSignal(call));
+    const z = await embed(deps.encoder.interactive, req, c, deadlineOf(call), signal);
     if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
     return respond(z, c);
   };
@@ -171,6 +170,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
    */
   const classifyBatch = async (
     req: ClassifyBatchRequest__Output,
+    signal: AbortSignal,
     call: ServerUnaryCall<ClassifyBatchRequest__Output, ClassifyBatchResponse>,
   ): Promise<ClassifyBatchResponse> => {
     const limit = deps.maxBatchRequests;
@@ -182,7 +182,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       metrics.inputs.inc({ input: 'tensor' }, n);
       // A tensor the encoder refuses (its shape, its size) fails the call; any other failure of the
       // encoder call fails each image, as it would fail each of `requests`.
-      const rows = await deps.encoder.bulk.encodePacked(req.images, n, c.cap, deadlineOf(call), callSignal(call)).catch((err: unknown) => {
+      const rows = await deps.encoder.bulk.encodePacked(req.images, n, c.cap, deadlineOf(call), signal).catch((err: unknown) => {
         if (err instanceof StatusError && err.code === status.INVALID_ARGUMENT) throw err;
         return new Array<unknown>(n).fill(err);
       });
@@ -198,7 +198,6 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     if (n === 0) throw invalidArgument('requests is empty');
     if (n > limit) throw invalidArgument(`${n} requests is more than the ${limit} one ClassifyBatch call may carry`);
     const deadline = deadlineOf(call);
-    const signal = callSignal(call);
     const results = req.requests.map((r) =>
       result(async () => {
         const c = check(r);

@@ -16,12 +16,14 @@ export function endedStatus(call: Call): StatusError {
 }
 
 /**
- * Aborts, with `endedStatus` as its reason, when the call ends: its deadline passed or the
- * client cancelled. Work queued for a call whose signal is aborted has no one to answer.
+ * A signal that aborts, with `endedStatus` as its reason, if the call ends (its deadline passed,
+ * or the client cancelled) before `answered` is called. grpc-js emits `cancelled` at the end of
+ * every call, answered or not (and after answering DEADLINE_EXCEEDED itself), so the handler's
+ * answer must stop listening first. Work queued for an aborted call has no one to answer.
  */
-export function callSignal(call: Call): AbortSignal {
+export function callSignal(call: Call): { signal: AbortSignal; answered: () => void } {
   const controller = new AbortController();
-  // grpc-js emits `cancelled` when the deadline passes too (after answering DEADLINE_EXCEEDED).
-  call.once('cancelled', () => controller.abort(endedStatus(call)));
-  return controller.signal;
+  const ended = () => controller.abort(endedStatus(call));
+  call.once('cancelled', ended);
+  return { signal: controller.signal, answered: () => call.removeListener('cancelled', ended) };
 }

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { endedStatus } from './callEnd.js';
+import { callSignal, endedStatus } from './callEnd.js';
 import { StatusError } from './statusError.js';
 import type { Logger } from './logger.js';
 
@@ -19,10 +19,11 @@ export function baseErrorMapper(logger: Logger): ErrorMapper {
  * and `observe(code, seconds, request, response)` called once per call for metrics, with the code
  * the client got: a call whose deadline passed or that the client cancelled before the handler
  * answered counts as DEADLINE_EXCEEDED or CANCELLED, whatever the handler returns afterwards.
- * `response` is set only when the client got it.
+ * `response` is set only when the client got it. `signal` aborts if the call ends before the
+ * handler answers (see `callSignal`).
  */
 export function unary<Req, Res>(
-  handle: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+  handle: (request: Req, signal: AbortSignal, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
   mapError: ErrorMapper,
   observe: (code: grpc.status, seconds: number, request: Req, response?: Res) => void,
 ): grpc.handleUnaryCall<Req, Res> {
@@ -30,12 +31,14 @@ export function unary<Req, Res>(
     const start = process.hrtime.bigint();
     // A call that already ended was answered by grpc-js (its deadline) or by no one (cancelled):
     // count what its client saw; the callback is then a no-op.
+    const { signal, answered } = callSignal(call);
     const done = (code: grpc.status, res?: Res) => {
+      answered();
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       if (call.cancelled) observe(endedStatus(call).code, seconds, call.request);
       else observe(code, seconds, call.request, res);
     };
-    handle(call.request, call).then(
+    handle(call.request, signal, call).then(
       (res) => {
         done(grpc.status.OK, res);
         callback(null, res);

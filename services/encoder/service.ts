@@ -1,6 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
 import type { Bundle } from '../common/bundle.js';
-import { callSignal } from '../common/callEnd.js';
 import type { EncodeBatchRequest__Output } from '../common/generated/mrl/v1/EncodeBatchRequest.js';
 import type { EncodeBatchResponse } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
 import type { EncodeInput__Output } from '../common/generated/mrl/v1/EncodeInput.js';
@@ -54,11 +52,10 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
    */
   const encodeBatch = async (
     req: EncodeBatchRequest__Output,
-    call: grpc.ServerUnaryCall<EncodeBatchRequest__Output, EncodeBatchResponse>,
+    signal: AbortSignal,
   ): Promise<EncodeBatchResponse> => {
     const dimension = dimensionOf(req.dimension);
     if (req.images && req.inputs.length > 0) throw invalidArgument('set inputs or images, not both');
-    const signal = callSignal(call);
     let settled: PromiseSettledResult<Float32Array>[];
     if (req.images) {
       const images = packedToInputs(req.images, bundle.input, deps.maxBatchInputs);
@@ -82,9 +79,9 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     return { embeddings: Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength), dimension, full_dimension: bundle.embeddingDim, model: bundle.id, errors };
   };
 
-  const encode = async (req: EncodeRequest__Output, call: grpc.ServerUnaryCall<EncodeRequest__Output, EncodeResponse>): Promise<EncodeResponse> => {
+  const encode = async (req: EncodeRequest__Output, signal: AbortSignal): Promise<EncodeResponse> => {
     const dimension = dimensionOf(req.dimension);
-    const embedding = await deps.batcher.submit(await requestInput(req, deps), callSignal(call));
+    const embedding = await deps.batcher.submit(await requestInput(req, deps), signal);
     return {
       embedding: Array.from(prefix(embedding, dimension, req.normalize)),
       full_dimension: bundle.embeddingDim,
