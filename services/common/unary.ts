@@ -29,9 +29,9 @@ export function unary<Req, Res>(
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const start = process.hrtime.bigint();
+    const { signal, answered } = callSignal(call);
     // A call that already ended was answered by grpc-js (its deadline) or by no one (cancelled):
     // count what its client saw; the callback is then a no-op.
-    const { signal, answered } = callSignal(call);
     const done = (code: grpc.status, res?: Res) => {
       answered();
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
