@@ -30,7 +30,7 @@ beforeAll(async () => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const Echo = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
-  client = new Echo(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as typeof client;
+  client = new Echo(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as typeof client;
 });
 afterAll(() => {
   client.close();

@@ -110,15 +110,20 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
         breaker.fire(
           () =>
             new Promise<EncodeBatchResponse__Output>((resolve, reject) => {
-              const cancel = () => call.cancel(); // answers CANCELLED, which the breaker does not count
+              // Abandoned, the call fails with its last request's reason: a request that timed out
+              // counts against the breaker as the call's own deadline would have, a cancel does not.
+              if (signal.aborted) return reject(signal.reason);
+              const abandon = () => {
+                reject(signal.reason);
+                call.cancel();
+              };
               const call = client.EncodeBatch(request, { deadline }, (err, res) => {
-                signal.removeEventListener('abort', cancel);
+                signal.removeEventListener('abort', abandon);
                 const failed = err ? encoderStatus(err) : encoderFailed(res!, count);
                 if (failed) reject(failed);
                 else resolve(res!);
               });
-              if (signal.aborted) cancel();
-              else signal.addEventListener('abort', cancel, { once: true });
+              signal.addEventListener('abort', abandon, { once: true });
             }),
         ) as Promise<EncodeBatchResponse__Output>
       ).then((res) => batchRows(res, count)),

@@ -146,7 +146,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   const classify = async (req: ClassifyRequest__Output, signal: AbortSignal, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
     const c = check(req);
     const z = await embed(deps.encoder.interactive, req, c, deadlineOf(call), signal);
-    if (call.cancelled) throw new StatusError(status.CANCELLED, 'call cancelled by the client');
+    signal.throwIfAborted();
     return respond(z, c);
   };
 

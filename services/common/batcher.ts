@@ -49,7 +49,7 @@ export class Batcher<I, O> {
 
   constructor(
     private readonly options: BatcherOptions<I>,
-    /** `signal` aborts once every item of the batch has been aborted: no one waits for its answer. */
+    /** `signal` aborts once every item of the batch has been aborted (with the last one's reason): no one waits for its answer. */
     private readonly run: (items: I[], signal: AbortSignal) => Promise<O[]>,
     private readonly observer?: BatchObserver,
   ) {
@@ -134,14 +134,20 @@ export class Batcher<I, O> {
     }
   }
 
-  /** A signal that aborts when the last of the batch's items is aborted (never, if one has no signal). */
+  /**
+   * A signal that aborts when the last of the batch's items is aborted, with that item's reason
+   * (never, if an item has no signal). Items may share a signal (one call's several inputs).
+   */
   private watchAbandoned(batch: Pending<I, O>[]): { signal: AbortSignal; stop: () => void } {
     const controller = new AbortController();
-    let live = batch.length;
-    const onAbort = () => {
-      if (--live === 0) controller.abort(new StatusError(status.CANCELLED, 'every request in the batch has gone'));
+    if (batch.some((p) => !p.signal)) return { signal: controller.signal, stop: () => {} };
+    const live = new Set(batch.map((p) => p.signal!));
+    const onAbort = (event: Event) => {
+      const signal = event.target as AbortSignal;
+      live.delete(signal);
+      if (live.size === 0) controller.abort(signal.reason);
     };
-    for (const p of batch) p.signal?.addEventListener('abort', onAbort, { once: true });
-    return { signal: controller.signal, stop: () => batch.forEach((p) => p.signal?.removeEventListener('abort', onAbort)) };
+    for (const signal of live) signal.addEventListener('abort', onAbort, { once: true });
+    return { signal: controller.signal, stop: () => live.forEach((signal) => signal.removeEventListener('abort', onAbort)) };
   }
 }
