@@ -23,7 +23,7 @@ export interface LoadSpec {
   durationMs: number;
   deadlineMs: number;
   /** Server processes (name → pid) whose CPU time is read over the same measured window as the client's. */
-  servers: Record<string, number>;
+  servers?: Record<string, number>;
 }
 
 export interface LoadResult {
@@ -133,8 +133,9 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const measureFrom = start + spec.warmupMs;
   const end = measureFrom + spec.durationMs;
   let cpuAt: NodeJS.CpuUsage | undefined;
-  const serverCpu = () => Object.fromEntries(Object.entries(spec.servers).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const serverCpu = () => Object.fromEntries(Object.entries(spec.servers ?? {}).map(([name, pid]) => [name, cpuSeconds(pid)]));
   let serverCpuAt: Record<string, number> = {};
+  let cpuFrom = measureFrom; // when the CPU readings start: the timer may fire late on a busy loop
   let n = 0;
   const one = async () => {
     const t0 = performance.now();
@@ -156,6 +157,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     }
   };
   setTimeout(() => {
+    cpuFrom = performance.now();
     cpuAt = process.cpuUsage();
     serverCpuAt = serverCpu();
   }, spec.warmupMs).unref();
@@ -180,7 +182,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   }
   const cpu = process.cpuUsage(cpuAt);
   const servers = Object.fromEntries(Object.entries(serverCpu()).map(([name, s]) => [name, s - serverCpuAt[name]!]));
-  const cpuWindow = (performance.now() - measureFrom) / 1000;
+  const cpuWindow = (performance.now() - cpuFrom) / 1000;
   const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
   const clientCpu = (cpu.user + cpu.system) / 1e6;
   const totalCpu = clientCpu + Object.values(servers).reduce((a, b) => a + b, 0);

@@ -86,8 +86,7 @@ async function main(): Promise<void> {
   log('raw onnxruntime-node throughput (compute limit)');
   const raw = await rawEncoderThroughput(bundle, quick ? [1, 8] : [1, 2, 4, 8, 16, 32, 64, 128, 256], quick ? 0.2 : 1.5);
 
-  const spec = (servers: LoadSpec['servers'], target: string, call: LoadSpec['call'], concurrency: number, mode: LoadSpec['mode'] = 'closed', rate = 0): LoadSpec => ({
-    servers,
+  const spec = (target: string, call: LoadSpec['call'], concurrency: number, mode: LoadSpec['mode'] = 'closed', rate = 0): LoadSpec => ({
     target,
     call,
     mode,
@@ -101,32 +100,30 @@ async function main(): Promise<void> {
   const echoServer = spawnTs('bench/echoServer.ts', {}, (l) => typeof l.port === 'number');
   const echoPort = (await echoServer.ready).port as number;
   const echo: LoadResult[] = [];
-  for (const c of sweep) echo.push(await runInChild<LoadResult>(CLIENT, spec({ echo: echoServer.child.pid! }, `127.0.0.1:${echoPort}`, 'echo', c)));
+  for (const c of sweep) echo.push(await runInChild<LoadResult>(CLIENT, { ...spec(`127.0.0.1:${echoPort}`, 'echo', c), servers: { echo: echoServer.child.pid! } }));
   await echoServer.stop();
 
   log('mesh');
   const mesh = await startMesh(settings);
-  const meshSpec = (target: string, call: LoadSpec['call'], concurrency: number, mode: LoadSpec['mode'] = 'closed', rate = 0) =>
-    spec({ encoder: mesh.encoder.pid, cascade: mesh.cascade.pid }, target, call, concurrency, mode, rate);
   const measure = async (s: LoadSpec): Promise<MeshPoint> => {
     const m0 = await scrape(mesh.encoder.metricsPort);
-    const r = await runInChild<LoadResult>(CLIENT, s);
+    const r = await runInChild<LoadResult>(CLIENT, { ...s, servers: { encoder: mesh.encoder.pid, cascade: mesh.cascade.pid } });
     const m1 = await scrape(mesh.encoder.metricsPort);
     const batches = delta(m0, m1, 'mrl_encoder_batch_size_count');
     return { ...r, encoder_avg_batch: batches ? delta(m0, m1, 'mrl_encoder_batch_size_sum') / batches : null };
   };
   const cascadeTarget = `127.0.0.1:${mesh.cascade.port}`;
-  await runInChild<LoadResult>(CLIENT, meshSpec(cascadeTarget, 'classify', 8)); // warm-up
-  const encoderAlone = await measure(meshSpec(`127.0.0.1:${mesh.encoder.port}`, 'encode', quick ? 8 : 64));
+  await runInChild<LoadResult>(CLIENT, spec(cascadeTarget, 'classify', 8)); // warm-up
+  const encoderAlone = await measure(spec(`127.0.0.1:${mesh.encoder.port}`, 'encode', quick ? 8 : 64));
   const cascade: MeshPoint[] = [];
-  for (const c of sweep) cascade.push(await measure(meshSpec(cascadeTarget, 'classify', c)));
+  for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
   const full: MeshPoint[] = [];
-  for (const c of sweep) full.push(await measure(meshSpec(cascadeTarget, 'classify-full', c)));
+  for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
   const bulkBatch = quick ? 8 : 64;
-  const bulk = await measure({ ...meshSpec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
-  const bulkPacked = await measure({ ...meshSpec(cascadeTarget, 'classify-packed', quick ? 2 : 4), batch: bulkBatch });
+  const bulk = await measure({ ...spec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
+  const bulkPacked = await measure({ ...spec(cascadeTarget, 'classify-packed', quick ? 2 : 4), batch: bulkBatch });
   const saturated = Math.max(...cascade.map((p) => p.rps));
-  const openLoop = await measure(meshSpec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
+  const openLoop = await measure(spec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
   const peak = { encoder: peakRssBytes(mesh.encoder.pid), cascade: peakRssBytes(mesh.cascade.pid) };
   await mesh.cascade.stop();
   await mesh.encoder.stop();

@@ -22,6 +22,14 @@ interface CascadePoint {
 
 const pct = (a: number | undefined) => (a === undefined ? '—' : (100 * a).toFixed(2));
 
+/** Where the bundle's thresholds came from, as its calibration record says. */
+function thresholdsOrigin(bundle: Bundle): string {
+  const record = bundle.meta.calibration as { method?: string; date?: string } | undefined;
+  return record?.method === 'initial'
+    ? 'the exporter\'s initial ones: run `npx mrl calibrate`, then this report again'
+    : `from \`npx mrl calibrate\`${record?.date ? ` on ${record.date.slice(0, 10)}` : ''}`;
+}
+
 function markdown(bundle: Bundle, points: CascadePoint[], fixed: Record<string, number>, trained: Record<string, Record<string, number>>, svgName: string) {
   const d = bundle.embeddingDim;
   const full = fixed[String(d)]!;
@@ -49,7 +57,7 @@ function markdown(bundle: Bundle, points: CascadePoint[], fixed: Record<string, 
     '',
     ...rows,
     '',
-    `The bundle serves the thresholds in its model.json (from \`npx mrl calibrate\`; the ${d}-d stage always answers): ${bundle.thresholds.map((t, i) => `${bundle.nesting[i]}-d ${t.toFixed(4)}`).join(', ')}.`,
+    `The bundle serves the thresholds in its model.json (${thresholdsOrigin(bundle)}; the ${d}-d stage always answers): ${bundle.thresholds.map((t, i) => `${bundle.nesting[i]}-d ${t.toFixed(4)}`).join(', ')}.`,
     '',
     `![accuracy against dimension](${svgName})`,
     '',

@@ -127,7 +127,7 @@ cross-entropies. Seed {cfg["seed"]}, torch {cfg["torch"]}, CPU. Training time: {
 
 Cascade thresholds: model.json `thresholds`, one per stage but the last. The exporter writes initial
 ones (per stage, the lowest whose accepted validation images are as accurate as the full size);
-`npx mrl calibrate` replaces them, and `npx mrl report` states them below.
+`npx mrl calibrate` replaces them, and `npx mrl report` adds the served ones to its section below.
 
 Regenerate every number here from the repository root (training takes about 3 hours on 2 CPU cores):
 

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 
@@ -32,9 +33,10 @@ BATCHES = [1, 8, 64, 256, 1024]
 
 def load_bundle(path: str) -> tuple[dict, np.ndarray, np.ndarray]:
     meta = json.load(open(os.path.join(path, "model.json")))
-    count = meta["test_slice"]["count"]
+    count, spec = meta["test_slice"]["count"], meta["input"]
+    h, w = spec["height"], spec["width"]
     raw = np.fromfile(os.path.join(path, meta["test_slice"]["file"]), dtype=np.uint8)
-    images = raw[: count * 28 * 28].reshape(count, 1, 28, 28).astype(np.float32) * np.float32(meta["input"]["scale"])
+    images = raw[: count * h * w].reshape(count, 1, h, w).astype(np.float32) * np.float32(spec["scale"]) + np.float32(spec["offset"])
     ref = json.load(open(os.path.join(path, "reference-embeddings.json")))
     return meta, images[ref["slice_indices"]], np.asarray(ref["embeddings"], dtype=np.float32)
 
@@ -64,17 +66,16 @@ def ort_runner(encoder: str, provider: str, meta: dict):
     return lambda x: session.run(None, {name: x})[0]
 
 
-def torch_runner(checkpoint: str, dim: int, tf32: bool):
+def torch_runner(checkpoint: str, meta: dict, tf32: bool):
     import torch
     # PyTorch convolves in TF32 on Ampere and later by default: faster, about 1e-3 off fp32.
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
     sys.path.insert(0, ROOT)
-    from training.model import Encoder
+    from training.model import Classifier
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]  # our own training output
-    encoder = Encoder(dim)
-    encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")})
-    encoder = encoder.eval().cuda()
+    model = Classifier(meta["heads"]["type"], meta["nesting"], len(meta["labels"]))
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state"])  # our own training output
+    encoder = model.encoder.eval().cuda()
 
     @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
@@ -86,10 +87,10 @@ def torch_runner(checkpoint: str, dim: int, tf32: bool):
 
 def gpu_name() -> str:
     try:
-        import torch
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout
+        if names.strip():
+            return names.splitlines()[0].strip()
+    except (OSError, subprocess.TimeoutExpired):
         pass
     return "no GPU visible"
 
@@ -112,7 +113,8 @@ def main() -> None:
         "onnxruntime": ort.__version__,
         "onnxruntime_providers": ort.get_available_providers(),
         # Where a CUDA provider library would have to come from for onnxruntime(-node).
-        "cuda_provider_libraries": sorted({f for root in ("/usr", "/opt") for f in glob.glob(f"{root}/**/libonnxruntime_providers_cuda.so*", recursive=True)}),
+        "cuda_provider_libraries": sorted(set(glob.glob(os.path.join(os.path.dirname(ort.__file__), "capi", "libonnxruntime_providers_cuda.so*"))
+                                              + glob.glob("/usr/local/lib/**/libonnxruntime_providers_cuda.so*", recursive=True))),
         "cudnn": ctypes.util.find_library("cudnn"),
         "model": meta["name"],
         "runners": [],
@@ -120,7 +122,7 @@ def main() -> None:
     runners = [(f"onnxruntime {p}", lambda p=p: ort_runner(encoder, p, meta))
                for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     if args.checkpoint and card != "no GPU visible":
-        runners += [(f"pytorch cuda {'tf32' if tf32 else 'fp32'}", lambda tf32=tf32: torch_runner(args.checkpoint, meta["embedding_dim"], tf32))
+        runners += [(f"pytorch cuda {'tf32' if tf32 else 'fp32'}", lambda tf32=tf32: torch_runner(args.checkpoint, meta, tf32))
                     for tf32 in (False, True)]
     for label, make in runners:
         try:
