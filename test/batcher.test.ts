@@ -94,4 +94,33 @@ describe('Batcher', () => {
     await Promise.all([4, 5, 2, 30, 1].map((x) => b.submit(x)));
     expect(runs).toEqual([[4, 5], [2], [30], [1]]);
   });
+
+  it('an aborted item leaves the queue at once, failing with its reason, and frees its place', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const runs: number[][] = [];
+    const depths: number[] = [];
+    const b = new Batcher<number, number>(
+      { maxBatch: 8, maxDelayMs: 0, maxQueue: 2 },
+      async (xs) => {
+        runs.push(xs);
+        await gate;
+        return xs;
+      },
+      { batch: () => {}, depth: (n) => depths.push(n) },
+    );
+    const running = b.submit(0);
+    await new Promise((r) => setImmediate(r)); // item 0 runs; the queue is empty again
+    const caller = new AbortController();
+    const gone = b.submit(1, caller.signal);
+    const kept = b.submit(2);
+    const reason = new StatusError(status.CANCELLED, 'call cancelled by the client');
+    caller.abort(reason);
+    await expect(gone).rejects.toBe(reason);
+    expect(depths.at(-1)).toBe(1);
+    const third = b.submit(3); // the queue holds 2: it fits only because item 1 left
+    release();
+    expect(await Promise.all([running, kept, third])).toEqual([0, 2, 3]);
+    expect(runs).toEqual([[0], [2, 3]]);
+  });
 });

@@ -36,19 +36,6 @@ function inputBytes({ input }: Job): number {
   return payload + INPUT_OVERHEAD_BYTES;
 }
 
-/** Rejects with the cascade's own DEADLINE_EXCEEDED once `deadline` passes (then calls `onTimeout` with it). */
-function before<T>(work: Promise<T>, deadline: Date, onTimeout: (err: StatusError) => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder');
-      reject(err);
-      onTimeout(err);
-    }, deadline.getTime() - Date.now());
-  });
-  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
-}
-
 /**
  * The cascade's way to the encoder: inputs of concurrent Classify calls (and the items of
  * ClassifyBatch calls) share EncodeBatch calls, so under load one gRPC hop and one breaker
@@ -94,16 +81,20 @@ export class CoalescingEncoder {
     return this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline, signal);
   }
 
-  /** The first `dimension` values of `input`'s embedding; fails by `deadline`, or once `signal` aborts while it waits. */
+  /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
   async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
     // The input is gone once its caller is, or once it stops waiting at `deadline`.
     const expired = new AbortController();
-    const gone = AbortSignal.any([signal, expired.signal]);
-    const row = await before(this.#batcher.submit({ input, dimension, deadline }, gone), deadline, (err) => {
-      expired.abort(err);
+    const timer = setTimeout(() => {
+      expired.abort(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
       this.#encoder.recordTimeout();
-    });
-    if (row instanceof StatusError) throw row;
-    return row.subarray(0, dimension);
+    }, deadline.getTime() - Date.now());
+    try {
+      const row = await this.#batcher.submit({ input, dimension, deadline }, AbortSignal.any([signal, expired.signal]));
+      if (row instanceof StatusError) throw row;
+      return row.subarray(0, dimension);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

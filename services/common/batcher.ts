@@ -29,6 +29,8 @@ export interface BatchObserver {
 interface Pending<I, O> {
   item: I;
   signal?: AbortSignal;
+  /** Rejects the item with its signal's reason and takes it off the queue (listener on `signal`). */
+  abandon?: () => void;
   enqueued: bigint;
   resolve: (out: O) => void;
   reject: (err: unknown) => void;
@@ -37,9 +39,10 @@ interface Pending<I, O> {
 /**
  * Coalesces concurrent single-item requests into batch runs. A batch starts when `maxBatch`
  * items wait, when the oldest has waited `maxDelayMs`, or, while `maxInFlight` batches run, as
- * soon as one ends: under load batches fill on their own with no added delay. Items whose
- * signal was aborted while they waited (their caller's deadline passed) are rejected with the
- * signal's reason instead of being run: under overload the work goes to callers still waiting.
+ * soon as one ends: under load batches fill on their own with no added delay. An item whose
+ * signal aborts (its caller's deadline passed, or the caller went) is rejected at once with the
+ * signal's reason: waiting, it leaves the queue, so its place and the work go to callers still
+ * waiting; running, its answer is dropped.
  */
 export class Batcher<I, O> {
   private readonly queue: Pending<I, O>[] = [];
@@ -56,14 +59,27 @@ export class Batcher<I, O> {
     this.maxInFlight = options.maxInFlight ?? 1;
   }
 
-  /** Queues `item` for a batch; `signal`, once aborted, drops it if it has not run yet. */
+  /** Queues `item` for a batch; once `signal` aborts, the item fails with its reason. */
   submit(item: I, signal?: AbortSignal): Promise<O> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.queue.length >= this.options.maxQueue)
       return Promise.reject(
         new StatusError(status.RESOURCE_EXHAUSTED, `${this.options.name ?? 'queue'} is full (${this.options.maxQueue} waiting); retry later`),
       );
     return new Promise<O>((resolve, reject) => {
-      this.queue.push({ item, signal, enqueued: process.hrtime.bigint(), resolve, reject });
+      const pending: Pending<I, O> = { item, signal, enqueued: process.hrtime.bigint(), resolve, reject };
+      if (signal) {
+        pending.abandon = () => {
+          const at = this.queue.indexOf(pending);
+          if (at >= 0) {
+            this.queue.splice(at, 1);
+            this.observer?.depth?.(this.queue.length);
+          }
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', pending.abandon, { once: true });
+      }
+      this.queue.push(pending);
       this.observer?.depth?.(this.queue.length);
       this.schedule();
     });
@@ -91,17 +107,12 @@ export class Batcher<I, O> {
     this.timer = undefined;
   }
 
-  /** Takes the next batch off the queue: live items, up to `maxBatch` and `maxWeight`. */
+  /** Takes the next batch off the queue, up to `maxBatch` and `maxWeight` (aborted items have left it). */
   private take(): Pending<I, O>[] {
     const batch: Pending<I, O>[] = [];
     let weight = 0;
     while (batch.length < this.options.maxBatch && this.queue.length > 0) {
       const next = this.queue[0]!;
-      if (next.signal?.aborted) {
-        this.queue.shift();
-        next.reject(next.signal.reason);
-        continue;
-      }
       const w = this.options.weigh?.(next.item) ?? 0;
       if (batch.length > 0 && this.options.maxWeight !== undefined && weight + w > this.options.maxWeight) break;
       weight += w;
@@ -129,6 +140,7 @@ export class Batcher<I, O> {
       batch.forEach((p) => p.reject(err));
     } finally {
       abandoned.stop();
+      for (const p of batch) if (p.abandon) p.signal!.removeEventListener('abort', p.abandon);
       this.running--;
       this.schedule();
     }
