@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { StatusError } from './statusError.js';
 
@@ -23,6 +24,8 @@ export function endedStatus(call: Call): StatusError {
  */
 export function callSignal(call: Call): { signal: AbortSignal; answered: () => void } {
   const controller = new AbortController();
+  // Every input of a batch call waits on this one signal: many listeners are by design.
+  setMaxListeners(0, controller.signal);
   const ended = () => controller.abort(endedStatus(call));
   call.once('cancelled', ended);
   return { signal: controller.signal, answered: () => call.removeListener('cancelled', ended) };
