@@ -118,6 +118,22 @@ describe('callers that go away', () => {
   });
 });
 
+describe('a shared encoder call abandoned through timeouts', () => {
+  it('counts against the breaker as a failure, never as a success', async () => {
+    await waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+    const before = await scrape(cascade.metricsPort);
+    const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), 300);
+    expect(o.code).toBe(status.DEADLINE_EXCEEDED);
+    const events = async () => {
+      const after = await scrape(cascade.metricsPort);
+      return { failure: delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}'), success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}') };
+    };
+    // One failure for the request that gave up, one for the call it abandoned.
+    await waitFor('the abandoned call to settle', async () => (await events()).failure === 2, 5_000);
+    expect(await events()).toEqual({ failure: 2, success: 0 });
+  });
+});
+
 describe('a hung encoder behind shared encoder calls', () => {
   it('requests that time out count against the breaker, which opens and then fails fast', async () => {
     // Default breaker volume (5 failures in the window); 12 requests share one or two encoder calls.
