@@ -47,11 +47,16 @@ export interface LoadResult {
   cpu_ms_per_answer: number;
 }
 
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
 /** One call; resolves to the dimensions used, summed, and how many answers that covers. */
 type Send = (i: number) => Promise<{ items: number; dims: number } | undefined>;
 
+/** What the load client reads of a ClassifyBatch response. */
+type BatchResponse = { results: { code: number; response?: { dimension_used: number } | null }[] };
+
 /** A ClassifyBatch response as answers and dimensions; a failed item fails the call (with its code). */
-function batchAnswers(res: { results: { code: number; response?: { dimension_used: number } | null }[] }, size: number) {
+function batchAnswers(res: BatchResponse, size: number) {
   const failed = res.results.find((r) => r.code !== 0);
   if (failed) throw Object.assign(new Error('item failed'), { code: failed.code });
   return { items: size, dims: res.results.reduce((s, r) => s + r.response!.dimension_used, 0) };
@@ -87,7 +92,7 @@ function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
       const size = spec.batch ?? 64;
       return async (i) => {
         const requests = Array.from({ length: size }, (_, k) => ({ tensor: tensor(i * size + k) }));
-        const res = await unary<{ results: { code: number; response?: { dimension_used: number } | null }[] }>((cb) =>
+        const res = await unary<BatchResponse>((cb) =>
           client.ClassifyBatch({ requests }, { deadline: deadline() }, cb),
         );
         return batchAnswers(res, size);
@@ -102,7 +107,7 @@ function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
         raw: Buffer.concat(Array.from({ length: size }, (_, k) => images[(t * size + k) % images.length]!)),
       }));
       return async (i) => {
-        const res = await unary<{ results: { code: number; response?: { dimension_used: number } | null }[] }>((cb) =>
+        const res = await unary<BatchResponse>((cb) =>
           client.ClassifyBatch({ images: tensors[i % tensors.length] }, { deadline: deadline() }, cb),
         );
         return batchAnswers(res, size);
@@ -185,8 +190,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const cpuWindow = (performance.now() - cpuFrom) / 1000;
   const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
   const clientCpu = (cpu.user + cpu.system) / 1e6;
-  const totalCpu = clientCpu + Object.values(servers).reduce((a, b) => a + b, 0);
-  const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
+  const totalCpu = clientCpu + sum(Object.values(servers));
+  const errorCount = sum(Object.values(errors));
   return {
     spec,
     requests: latencies.length + errorCount,

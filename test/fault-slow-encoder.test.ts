@@ -40,6 +40,10 @@ afterAll(async () => {
   await killAll();
 });
 
+/** Waits until the slow encoder has nothing queued, so a test starts on an idle encoder. */
+const encoderDrained = () =>
+  waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+
 /** Encoder calls answered, by code, between two scrapes. */
 const encoderCodes = (before: Map<string, number>, after: Map<string, number>) =>
   Object.fromEntries(
@@ -84,7 +88,7 @@ describe('slow encoder (injected delay)', () => {
   });
 
   it('a deadline longer than the delay is served: slow is not broken', async () => {
-    await waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+    await encoderDrained();
     const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), DELAY_MS * 3);
     expect(o.code).toBe(status.OK);
     expect(cascade.exited() || encoder.exited()).toBe(false);
@@ -93,7 +97,7 @@ describe('slow encoder (injected delay)', () => {
 
 describe('callers that go away', () => {
   it('cancel the encoder call they shared once the last of them is gone, instead of leaving it to run', async () => {
-    await waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+    await encoderDrained();
     const encBefore = await scrape(encoder.metricsPort);
     const before = await scrape(cascade.metricsPort);
     // A deadline well past the encoder's delay: left alone, the shared call would end OK.
@@ -120,7 +124,7 @@ describe('callers that go away', () => {
 
 describe('a shared encoder call abandoned through timeouts', () => {
   it('counts against the breaker as a failure, never as a success', async () => {
-    await waitFor('the encoder queue to drain', async () => (await scrape(encoder.metricsPort)).get('mrl_encoder_queue_depth') === 0, 10_000);
+    await encoderDrained();
     const before = await scrape(cascade.metricsPort);
     const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), 300);
     expect(o.code).toBe(status.DEADLINE_EXCEEDED);
