@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classifierClient, encoderClient, float32Bytes } from '../services/common/clients.js';
+import { classifierClient, encoderClient, sliceTensor } from '../services/common/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { loadMrlProtos } from '../services/common/protos.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { percentile } from '../test/helpers/load.js';
 import { ECHO_SERVICE } from './echoServer.js';
 import { cpuSeconds } from './procStats.js';
@@ -127,7 +127,7 @@ function callFactory(spec: LoadSpec, bundle: Bundle, images: Buffer[]): Send {
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const bundle = await loadBundle();
   const slice = await loadTestSlice(bundle);
-  const images = Array.from({ length: 256 }, (_, i) => float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)));
+  const images = Array.from({ length: 256 }, (_, i) => sliceTensor(slice, i, bundle).raw);
   const send = callFactory(spec, bundle, images);
   const latencies: number[] = [];
   const errors: Record<string, number> = {};

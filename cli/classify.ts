@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Bundle } from '../services/common/bundle.js';
-import { classifierClient, classify, float32Bytes } from '../services/common/clients.js';
+import { classifierClient, classify, sliceTensor } from '../services/common/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 
 export interface ClassifyOptions {
   target: string;
@@ -49,8 +49,7 @@ export async function classifyCommand(options: ClassifyOptions, bundle: Bundle):
     const index = options.sample!;
     if (!Number.isInteger(index) || index < 0 || index >= slice.count)
       throw new Error(`--sample must be an integer from 0 to ${slice.count - 1}`);
-    const { height, width } = bundle.input;
-    request = { ...base, tensor: { shape: [height, width], raw: float32Bytes(pixelsToInput(slicePixels(slice, index), bundle)) } };
+    request = { ...base, tensor: sliceTensor(slice, index, bundle) };
     truth = bundle.labels[slice.labels[index]!];
   }
   const client = classifierClient(options.target);

@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { float32Bytes } from '../services/common/clients.js';
+import { sliceTensor } from '../services/common/clients.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { delta, scrape } from './helpers/prom.js';
 
@@ -14,7 +14,7 @@ let tensors: { shape: number[]; raw: Buffer }[];
 beforeAll(async () => {
   const bundle = await loadBundle();
   const slice = await loadTestSlice(bundle);
-  tensors = [0, 1, 2].map((i) => ({ shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) }));
+  tensors = [0, 1, 2].map((i) => sliceTensor(slice, i, bundle));
   mesh = await startMesh();
   await mesh.encoder.shutdown(); // the cascade stays up with nothing behind it
 });

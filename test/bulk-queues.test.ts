@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classify, float32Bytes } from '../services/common/clients.js';
+import { classify, sliceTensor } from '../services/common/clients.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 
 /** A small cascade queue drained slowly: one input per encoder call, each encoder batch 20 ms. */
@@ -13,7 +13,7 @@ let tensor: { shape: number[]; raw: Buffer };
 
 beforeAll(async () => {
   const bundle = await loadBundle();
-  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(await loadTestSlice(bundle), 0), bundle)) };
+  tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
   mesh = await startMesh({
     MRL_ENCODER_QUEUE: String(QUEUE),
     MRL_ENCODER_BATCH: '1',

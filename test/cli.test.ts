@@ -6,8 +6,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, float32Bytes } from '../services/common/clients.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import type { Evaluation } from '../cli/evaluate.js';
 import { startMesh } from './helpers/mesh.js';
 
@@ -85,7 +85,7 @@ describe('mrl calibrate', () => {
       const slice = await loadTestSlice(bundle);
       const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
       for (let i = 0; i < 40; i++) {
-        const tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) };
+        const tensor = sliceTensor(slice, i, bundle);
         const { embedding } = await encode(mesh.encoderClient, { tensor });
         const expected = cascade.classify(Float32Array.from(embedding), { thresholds: written.thresholds });
         const res = await classify(mesh.classifier, { tensor });

@@ -2,8 +2,8 @@ import { connectivityState } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, float32Bytes } from '../services/common/clients.js';
-import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { loadTestSlice, type TestSlice } from '../services/common/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { waitFor } from './helpers/prometheusServer.js';
@@ -15,7 +15,7 @@ const AGE_MS = 300;
 let mesh: TestMesh;
 let bundle: Bundle;
 let slice: TestSlice;
-const tensorOf = (i: number) => ({ shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) });
+const tensorOf = (i: number) => sliceTensor(slice, i, bundle);
 
 beforeAll(async () => {
   bundle = await loadBundle();

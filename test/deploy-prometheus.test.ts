@@ -2,9 +2,9 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, float32Bytes } from '../services/common/clients.js';
+import { classify, encode, sliceTensor } from '../services/common/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
-import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, type TestSlice } from '../services/common/testSlice.js';
 import {
   dashboardQueries,
   exportedNames,
@@ -25,7 +25,7 @@ let prometheus: RunningPrometheus;
 let bundle: Bundle;
 let slice: TestSlice;
 
-const tensorOf = (i: number) => ({ shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) });
+const tensorOf = (i: number) => sliceTensor(slice, i, bundle);
 /** The value of a one-series instant query, or undefined while it has no (or several) series. */
 const single = async (expr: string) => {
   const samples = await prometheus.query(expr);

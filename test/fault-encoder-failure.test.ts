@@ -1,8 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, float32Bytes } from '../services/common/clients.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { classifierClient, classify, sliceTensor } from '../services/common/clients.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { closedLoop, late, tally, waitFor } from './helpers/load.js';
 import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';
@@ -19,7 +19,7 @@ let tensor: { shape: number[]; raw: Buffer };
 
 beforeAll(async () => {
   const bundle = await loadBundle();
-  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(await loadTestSlice(bundle), 0), bundle)) };
+  tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
   encoder = await spawnService('encoder');
   cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...BREAKER });
 });

@@ -4,12 +4,12 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, float32Bytes } from '../services/common/clients.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
-import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, slicePixels, type TestSlice } from '../services/common/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { type HostileCase, hostileCases, type ImageSamples, pngDeclaring } from './helpers/hostile.js';
 import { killAll, peakRssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
@@ -59,7 +59,7 @@ beforeAll(async () => {
 
   const stages = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   for (let i = 0; ; i++) {
-    const tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) };
+    const tensor = sliceTensor(slice, i, bundle);
     const { embedding } = await encode(encoderCli, { tensor });
     if (stages.allStages(Float32Array.from(embedding)).every((s) => s.classIndex === slice.labels[i])) {
       easyPng = await gray(slicePixels(slice, i)).png().toBuffer();

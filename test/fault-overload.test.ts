@@ -2,9 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, float32Bytes } from '../services/common/clients.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { closedLoop, late, type Outcome, outcome, percentile, tally } from './helpers/load.js';
 import { killAll, peakRssBytes, rssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';
@@ -23,7 +23,7 @@ let tensor: { shape: number[]; raw: Buffer };
 
 beforeAll(async () => {
   const bundle = await loadBundle();
-  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(await loadTestSlice(bundle), 0), bundle)) };
+  tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
   encoder = await spawnService('encoder', {
     MRL_MAX_BATCH: String(MAX_BATCH),
     MRL_MAX_QUEUE: String(MAX_QUEUE),

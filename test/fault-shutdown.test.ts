@@ -1,8 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, float32Bytes } from '../services/common/clients.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { watchHealth } from './helpers/healthWatch.js';
 import { type Outcome, outcome, tally, waitFor } from './helpers/load.js';
@@ -18,7 +18,7 @@ let tensor: { shape: number[]; raw: Buffer };
 
 beforeAll(async () => {
   const bundle = await loadBundle();
-  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(await loadTestSlice(bundle), 0), bundle)) };
+  tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
 });
 afterAll(killAll);
 

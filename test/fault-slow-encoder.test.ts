@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, float32Bytes } from '../services/common/clients.js';
+import { classifierClient, classify, sliceTensor } from '../services/common/clients.js';
 import { StatusError } from '../services/common/statusError.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { Batcher } from '../services/common/batcher.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import { late, outcome, tally, waitFor } from './helpers/load.js';
@@ -23,7 +23,7 @@ let tensor: { shape: number[]; raw: Buffer };
 
 beforeAll(async () => {
   const bundle = await loadBundle();
-  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(await loadTestSlice(bundle), 0), bundle)) };
+  tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
   encoder = await spawnService('encoder', { MRL_FAULT_DELAY_MS: String(DELAY_MS), MRL_MAX_BATCH: '1' });
   cascade = await spawnService('cascade', {
     MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`,

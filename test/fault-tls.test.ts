@@ -2,8 +2,8 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, float32Bytes } from '../services/common/clients.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { makeTestPki, pem, type TestPki } from './helpers/certs.js';
 import { healthCheck } from './helpers/health.js';
 import { outcome } from './helpers/load.js';
@@ -23,7 +23,7 @@ beforeAll(async () => {
   pki = await makeTestPki();
   bundle = await loadBundle();
   const slice = await loadTestSlice(bundle);
-  tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, 0), bundle)) };
+  tensor = sliceTensor(slice, 0, bundle);
   label = slice.labels[0]!;
   tlsOnly = grpc.credentials.createSsl(await pem(pki.ca.cert));
   // The encoder speaks only mutual TLS; probes use its plaintext health port.

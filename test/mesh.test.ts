@@ -2,12 +2,12 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
-import { classify, encode, float32Bytes } from '../services/common/clients.js';
+import { classify, encode, sliceTensor } from '../services/common/clients.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';
-import { loadTestSlice, pixelsToInput, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, slicePixels, type TestSlice } from '../services/common/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { delta, scrape } from './helpers/prom.js';
@@ -19,7 +19,7 @@ let slice: TestSlice;
 let easy: number;
 
 const png = (pixels: Uint8Array) => sharp(Buffer.from(pixels), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
-const tensorOf = (i: number) => ({ shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) });
+const tensorOf = (i: number) => sliceTensor(slice, i, bundle);
 const grpcError = (p: Promise<unknown>) => p.then(() => expect.fail('expected an error'), (e: ServiceError) => e);
 
 beforeAll(async () => {

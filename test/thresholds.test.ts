@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, float32Bytes } from '../services/common/clients.js';
-import { loadTestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { scrape } from './helpers/prom.js';
 
@@ -43,7 +43,7 @@ beforeAll(async () => {
   const slice = await loadTestSlice(bundle);
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   for (let i = 0; i < slice.count; i++) {
-    tensor = { shape: [28, 28], raw: float32Bytes(pixelsToInput(slicePixels(slice, i), bundle)) };
+    tensor = sliceTensor(slice, i, bundle);
     const { embedding } = await encode(mesh.encoderClient, { tensor });
     if (cascade.allStages(Float32Array.from(embedding)).every((s) => s.topProbability < 0.999)) break;
   }

@@ -5,7 +5,9 @@ import type { ClassifyResponse__Output } from './generated/mrl/v1/ClassifyRespon
 import type { EncoderClient } from './generated/mrl/v1/Encoder.js';
 import type { EncodeRequest } from './generated/mrl/v1/EncodeRequest.js';
 import type { EncodeResponse__Output } from './generated/mrl/v1/EncodeResponse.js';
+import type { Bundle } from './bundle.js';
 import { loadMrlProtos } from './protos.js';
+import { type TestSlice, pixelsToInput, slicePixels } from './testSlice.js';
 
 /** Typed clients for the CLI, benchmarks and tests. */
 export function classifierClient(target: string, credentials = grpc.credentials.createInsecure(), options?: grpc.ChannelOptions): ClassifierClient {
@@ -35,4 +37,9 @@ export function float32Bytes(values: Float32Array): Buffer {
   const out = Buffer.alloc(values.length * 4);
   values.forEach((v, i) => out.writeFloatLE(v, i * 4));
   return out;
+}
+
+/** Image `index` of the bundle's test slice as a request tensor: [H, W], raw float32 bytes. */
+export function sliceTensor(slice: TestSlice, index: number, bundle: Pick<Bundle, 'input'>): { shape: number[]; raw: Buffer } {
+  return { shape: [bundle.input.height, bundle.input.width], raw: float32Bytes(pixelsToInput(slicePixels(slice, index), bundle)) };
 }
