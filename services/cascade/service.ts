@@ -9,6 +9,7 @@ import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyRespon
 import type { Logger } from '../common/logger.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
+import { firstNonFinite } from '../common/finite.js';
 import { codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from './cascade.js';
 import type { CoalescingEncoder } from './coalescingEncoder.js';
@@ -64,7 +65,7 @@ function embeddingOf(values: number[], nesting: readonly number[]): Float32Array
   if (!nesting.includes(values.length))
     throw invalidArgument(`embedding has ${values.length} values; expected one of the nesting sizes ${nesting.join(', ')}`);
   const z = Float32Array.from(values);
-  const bad = z.findIndex((v) => !Number.isFinite(v));
+  const bad = firstNonFinite(z);
   if (bad >= 0) throw invalidArgument(`embedding value ${bad} is ${z[bad]}; values must be finite`);
   return z;
 }

@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import type { InputSpec } from '../common/bundle.js';
 import { type StatusError, invalidArgument } from '../common/statusError.js';
 import { pixelsToInput } from '../common/testSlice.js';
+import { firstNonFinite } from '../common/finite.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
 const IMAGE_FORMATS = new Set(['png', 'jpeg']);
@@ -68,7 +69,7 @@ function tensorValues(tensor: Tensor__Output, count: number, what: string): Floa
 
 /** INVALID_ARGUMENT naming the first non-finite value, if any. */
 function nonFinite(values: Float32Array, what: string): StatusError | undefined {
-  const bad = values.findIndex((v) => !Number.isFinite(v));
+  const bad = firstNonFinite(values);
   return bad >= 0 ? invalidArgument(`${what} value ${bad} is ${values[bad]}; values must be finite`) : undefined;
 }
 
