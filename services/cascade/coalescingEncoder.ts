@@ -84,17 +84,21 @@ export class CoalescingEncoder {
   /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
   async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
     // The input is gone once its caller is, or once it stops waiting at `deadline`.
-    const expired = new AbortController();
+    const gone = new AbortController();
+    const follow = () => gone.abort(signal.reason);
+    if (signal.aborted) follow();
+    else signal.addEventListener('abort', follow, { once: true });
     const timer = setTimeout(() => {
-      expired.abort(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
+      gone.abort(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
       this.#encoder.recordTimeout();
     }, deadline.getTime() - Date.now());
     try {
-      const row = await this.#batcher.submit({ input, dimension, deadline }, AbortSignal.any([signal, expired.signal]));
+      const row = await this.#batcher.submit({ input, dimension, deadline }, gone.signal);
       if (row instanceof StatusError) throw row;
       return row.subarray(0, dimension);
     } finally {
       clearTimeout(timer);
+      signal.removeEventListener('abort', follow);
     }
   }
 }
