@@ -1,7 +1,9 @@
 import type { BenchResult, MeshPoint } from './run.js';
 import type { LoadResult } from './loadClient.js';
+import type { RawPoint } from './rawEncoder.js';
 
 const f = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || Number.isNaN(x) ? '—' : x.toFixed(digits));
+const rawList = (points: RawPoint[]) => points.map((p) => `${p.batch}: ${f(p.images_per_second)}`).join(', ');
 const errs = (e: Record<string, number>) => Object.entries(e).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
 
 function row(name: string, p: LoadResult | MeshPoint): string {
@@ -31,7 +33,8 @@ export function markdownReport(r: BenchResult): string {
     row('mesh, ClassifyBatch (bulk), requests', r.bulk),
     row('mesh, ClassifyBatch (bulk), packed tensor', r.bulk_packed),
     '',
-    `Raw onnxruntime-node (compute limit), images/s by batch: ${r.raw_encoder.map((p) => `${p.batch}: ${f(p.images_per_second)}`).join(', ')}.`,
+    `Raw onnxruntime-node (compute limit), images/s by batch: ${rawList(r.raw_encoder)}.`,
+    `The same as the encoder serves it (${r.raw_encoder_as_served.intra_op_threads} intra-op thread(s), no spinning): ${rawList(r.raw_encoder_as_served.points)}.`,
     '',
     `Peak RSS: encoder ${f(r.peak_rss_bytes.encoder / 2 ** 20)} MiB, cascade ${f(r.peak_rss_bytes.cascade / 2 ** 20)} MiB.`,
     '',

@@ -7,11 +7,17 @@ export interface RawPoint {
 }
 
 /**
- * The compute limit: onnxruntime-node in-process with its default (spinning) thread pool, one
- * batch after another, per batch size. The service turns spinning off to share the cores.
+ * onnxruntime-node in-process, one batch after another, per batch size. By default with its own
+ * default (spinning) thread pool: the compute limit. `options` measures another session, such as
+ * the one the encoder serves with (spinning off, to share the cores).
  */
-export async function rawEncoderThroughput(bundle: Bundle, batches: number[], secondsEach: number): Promise<RawPoint[]> {
-  const session = await ort.InferenceSession.create(bundle.encoderPath, { graphOptimizationLevel: 'all' });
+export async function rawEncoderThroughput(
+  bundle: Bundle,
+  batches: number[],
+  secondsEach: number,
+  options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' },
+): Promise<RawPoint[]> {
+  const session = await ort.InferenceSession.create(bundle.encoderPath, options);
   const { height, width, name } = bundle.input;
   const out: RawPoint[] = [];
   try {

@@ -14,6 +14,9 @@ describe('npm run bench (quick smoke run)', () => {
       const r = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as BenchResult;
       expect(r.quick).toBe(true);
       expect(r.raw_encoder.map((p) => p.batch)).toEqual([1, 8]);
+      expect(r.raw_encoder_as_served.intra_op_threads).toBe(1);
+      expect(r.raw_encoder_as_served.points.map((p) => p.batch)).toEqual([8]);
+      expect([...r.raw_encoder, ...r.raw_encoder_as_served.points].every((p) => p.images_per_second > 0)).toBe(true);
       for (const p of [...r.echo, ...r.cascade, ...r.full, r.encoder_alone, r.open_loop, r.bulk, r.bulk_packed]) {
         expect(p.requests).toBeGreaterThan(0);
         expect(p.errors).toEqual({});
@@ -30,6 +33,7 @@ describe('npm run bench (quick smoke run)', () => {
       expect(Object.values(r.ratios).every((v) => Number.isFinite(v) && v > 0)).toBe(true);
       const md = await readFile(join(out, 'latest.md'), 'utf8');
       expect(md).toMatch(/\| mesh, cascade \| c=8 \|/);
+      expect(md).toMatch(/as the encoder serves it \(1 intra-op thread\(s\), no spinning\): 8: \d+\./);
     } finally {
       await rm(out, { recursive: true });
     }

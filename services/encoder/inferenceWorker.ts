@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { ExecutionProvider } from './session.js';
+import { servingSessionOptions } from './sessionOptions.js';
 
 export interface WorkerSetup {
   encoderPath: string;
@@ -30,14 +31,7 @@ async function load(setup: WorkerSetup): Promise<{ session: ort.InferenceSession
   const skipped: { provider: ExecutionProvider; reason: string }[] = [];
   for (const provider of [...new Set<ExecutionProvider>([...setup.executionProviders, 'cpu'])]) {
     try {
-      const session = await ort.InferenceSession.create(setup.encoderPath, {
-        executionProviders: [provider],
-        graphOptimizationLevel: 'all',
-        // onnxruntime's threads spin between runs by default; beside gRPC on a few cores that
-        // spinning takes the CPU the event loop needs to decode requests and fill batches.
-        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-        ...(setup.intraOpThreads > 0 ? { intraOpNumThreads: setup.intraOpThreads } : {}),
-      });
+      const session = await ort.InferenceSession.create(setup.encoderPath, { ...servingSessionOptions(setup.intraOpThreads), executionProviders: [provider] });
       return { session, ready: { kind: 'ready', provider, skipped } };
     } catch (err) {
       if (provider === 'cpu') throw err;
