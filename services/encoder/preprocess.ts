@@ -3,6 +3,7 @@ import type { InputSpec } from '../common/bundle.js';
 import { type StatusError, invalidArgument } from '../common/statusError.js';
 import { pixelsToInput } from '../common/testSlice.js';
 import { firstNonFinite } from '../common/finite.js';
+import { checkPacked, checkValueCount, fmtShape } from '../common/tensorChecks.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
 const IMAGE_FORMATS = new Set(['png', 'jpeg']);
@@ -47,23 +48,16 @@ export function acceptedShapes(spec: InputSpec): number[][] {
   return [[spec.height, spec.width], [1, spec.height, spec.width], [1, 1, spec.height, spec.width]];
 }
 
-const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
-
 /** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them; `what` names it in errors. */
 function tensorValues(tensor: Tensor__Output, count: number, what: string): Float32Array {
-  const hasValues = tensor.values.length > 0;
-  const hasRaw = tensor.raw.length > 0;
-  if (hasValues === hasRaw) throw invalidArgument(`${what} must set exactly one of values or raw`);
-  if (hasRaw) {
-    if (tensor.raw.length !== count * 4)
-      throw invalidArgument(`${what} raw has ${tensor.raw.length} bytes; shape ${fmt(tensor.shape)} needs ${count * 4} (float32)`);
+  checkValueCount(tensor, count, what);
+  if (tensor.raw.length > 0) {
     // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
     // little-endian on every platform onnxruntime-node ships for.
     const values = new Float32Array(count);
     new Uint8Array(values.buffer).set(tensor.raw);
     return values;
   }
-  if (tensor.values.length !== count) throw invalidArgument(`${what} has ${tensor.values.length} values; shape ${fmt(tensor.shape)} needs ${count}`);
   return Float32Array.from(tensor.values);
 }
 
@@ -77,7 +71,7 @@ function nonFinite(values: Float32Array, what: string): StatusError | undefined 
 export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32Array {
   const shapes = acceptedShapes(spec);
   if (!shapes.some((s) => s.length === tensor.shape.length && s.every((d, i) => d === tensor.shape[i])))
-    throw invalidArgument(`tensor shape ${fmt(tensor.shape)} is not one of ${shapes.map(fmt).join(', ')}`);
+    throw invalidArgument(`tensor shape ${fmtShape(tensor.shape)} is not one of ${shapes.map(fmtShape).join(', ')}`);
   const values = tensorValues(tensor, spec.height * spec.width, 'tensor');
   const bad = nonFinite(values, 'tensor');
   if (bad) throw bad;
@@ -90,11 +84,7 @@ export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32A
  * value, its own INVALID_ARGUMENT.
  */
 export function packedToInputs(tensor: Tensor__Output, spec: InputSpec, maxImages: number): (Float32Array | StatusError)[] {
-  const [n = 0, ...rest] = tensor.shape;
-  const image = [[spec.height, spec.width], [1, spec.height, spec.width]];
-  if (!image.some((s) => s.length === rest.length && s.every((d, i) => d === rest[i])))
-    throw invalidArgument(`images shape ${fmt(tensor.shape)} is not [N, ${spec.height}, ${spec.width}] or [N, 1, ${spec.height}, ${spec.width}]`);
-  if (n < 1 || n > maxImages) throw invalidArgument(`images holds ${n} images; send 1 to ${maxImages}`);
+  const n = checkPacked(tensor, spec, maxImages);
   const size = spec.height * spec.width;
   const values = tensorValues(tensor, n * size, 'images');
   return Array.from({ length: n }, (_, i) => {
