@@ -5,6 +5,7 @@ import { classify, sliceTensor } from '../services/common/clients.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { delta, scrape } from './helpers/prom.js';
 
 /** A small cascade queue drained slowly: one input per encoder call, each encoder batch 20 ms. */
 const QUEUE = 16;
@@ -39,5 +40,33 @@ describe('bulk and interactive traffic queue apart in the cascade', () => {
     expect(refused.length).toBeGreaterThan(0);
     expect(refused.every((r) => r.message === `cascade bulk encoder queue is full (${QUEUE} waiting); retry later`)).toBe(true);
     expect(results.filter((r) => r.code === status.OK).length + refused.length).toBe(100);
+  });
+});
+
+describe('packed images go to the encoder in runs, through the bulk queue', () => {
+  it('a packed ClassifyBatch far larger than the encoder queue is answered whole, and unary Classify calls beside it still are', async () => {
+    // The encoder queues at most 48 images (and takes at most 48 in one call); the cascade sends
+    // runs of 16, two at a time.
+    const small = await startMesh({ MRL_MAX_QUEUE: '48', MRL_ENCODER_BATCH: '16', MRL_ENCODER_CALLS_IN_FLIGHT: '2', MRL_FAULT_DELAY_MS: '20' });
+    try {
+      const n = 200;
+      const images = { shape: [n, 28, 28], raw: Buffer.concat(new Array<Buffer>(n).fill(tensor.raw)) };
+      const before = await scrape(small.cascade.metricsPort);
+      const batch = new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
+        small.classifier.ClassifyBatch({ images }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+      );
+      await new Promise((r) => setTimeout(r, 40));
+      const unary = await Promise.all(Array.from({ length: 8 }, () => classify(small.classifier, { tensor }, 20_000).then(() => 'OK', (e: { details: string }) => e.details)));
+      const { results } = await batch;
+      const after = await scrape(small.cascade.metricsPort);
+      expect(unary).toEqual(new Array(8).fill('OK'));
+      expect(results.map((r) => r.code)).toEqual(new Array(n).fill(status.OK));
+      // Every image went in a call of at most 16: the 200 in 13 runs, the 8 unary calls beside them.
+      expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(n + 8);
+      expect(delta(before, after, 'mrl_cascade_encoder_batch_size_bucket{le="16"}')).toBe(delta(before, after, 'mrl_cascade_encoder_batch_size_count'));
+      expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBeGreaterThanOrEqual(13 + 1);
+    } finally {
+      await small.stop();
+    }
   });
 });

@@ -235,7 +235,9 @@ describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
     });
     expect(delta(before, after, 'mrl_cascade_requests_total{code="OK"}')).toBe(n - 1);
     expect(delta(before, after, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(1);
-    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(0); // its own call, not the shared queue
+    // One call of its own (12 is under MRL_ENCODER_BATCH), carrying the 12 images.
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(n);
     expect(delta(before, after, 'mrl_cascade_dimension_used_count')).toBe(n - 1);
   });
 

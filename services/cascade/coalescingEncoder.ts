@@ -1,7 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import type { Tensor } from '../common/generated/mrl/v1/Tensor.js';
+import type { InputSpec } from '../common/bundle.js';
+import type { Tensor, Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
+import { packedRange } from '../common/tensorChecks.js';
 import { StatusError } from '../common/statusError.js';
 import type { EncoderClient } from './encoderClient.js';
 import type { CascadeMetrics } from './metrics.js';
@@ -20,85 +22,143 @@ export interface CoalescingOptions {
 }
 
 interface Job {
-  input: EncodeInput;
-  /** The prefix this input's request may use. */
+  /** One input; or `images`, a run of packed images that takes a call of its own. */
+  input?: EncodeInput;
+  images?: Tensor;
+  /** Images the job carries: 1 for an input. */
+  count: number;
+  /** The prefix this job's requests may use. */
   dimension: number;
   deadline: Date;
+  /** Aborts once its requests stop waiting (cancelled, or past the deadline). */
+  gone: AbortSignal;
 }
+
+/** Whether a job left at a deadline (its own, or its caller's), not by a cancel. */
+const isDeadline = (reason: unknown) => reason instanceof StatusError && reason.code === status.DEADLINE_EXCEEDED;
+
+/** Per image of a job, its embedding row or its own error. */
+type Rows = (Float32Array | StatusError)[];
 
 /** Room for an input's framing in the EncodeBatch message besides its payload. */
 const INPUT_OVERHEAD_BYTES = 32;
 
-/** An input's size in the EncodeBatch message, at most (a shape entry is a varint of up to 5 bytes). */
-function inputBytes({ input }: Job): number {
-  const t = input.tensor;
-  const payload = input.image ? input.image.length : (t?.raw?.length ?? 0) + 4 * (t?.values?.length ?? 0) + 5 * (t?.shape?.length ?? 0);
+/**
+ * A job's size in the EncodeBatch message, at most (a shape entry is a varint of up to 5 bytes).
+ * Packed images weigh more than any budget: they never share a call with other jobs.
+ */
+function jobBytes({ input, images }: Job): number {
+  if (images) return Infinity;
+  const t = input!.tensor;
+  const payload = input!.image ? input!.image.length : (t?.raw?.length ?? 0) + 4 * (t?.values?.length ?? 0) + 5 * (t?.shape?.length ?? 0);
   return payload + INPUT_OVERHEAD_BYTES;
 }
 
 /**
  * The cascade's way to the encoder: inputs of concurrent Classify calls (and the items of
  * ClassifyBatch calls) share EncodeBatch calls, so under load one gRPC hop and one breaker
- * decision serve many requests; packed images, already a batch, go in a call of their own. A
- * shared call asks for the largest prefix any of its inputs may use and runs until the latest of
- * their deadlines, or until every one of its requests has gone (cancelled or timed out), which
- * frees its place for requests still waiting; each input still fails at its own deadline.
+ * decision serve many requests; packed images go in runs of at most `maxBatch` images, each in a
+ * call of its own, through the same queue and in-flight limit, so a large packed ClassifyBatch
+ * cannot crowd the encoder's queue. A call asks for the largest prefix any of its jobs may use
+ * and runs until the latest of their deadlines, or until every one of its requests has gone
+ * (cancelled or timed out), which frees its place for requests still waiting; each job still
+ * fails at its own deadline.
  */
 export class CoalescingEncoder {
-  readonly #batcher: Batcher<Job, Float32Array | StatusError>;
+  readonly #batcher: Batcher<Job, Rows>;
   readonly #encoder: EncoderClient;
+  readonly #maxBatch: number;
   /** The encoder's `dimension` argument for a prefix: 0 asks for the full embedding. */
   readonly #wire: (dimension: number) => number;
 
   /** `name` names the queue in RESOURCE_EXHAUSTED messages. */
   constructor(encoder: EncoderClient, embeddingDim: number, options: CoalescingOptions, metrics: CascadeMetrics, name: string) {
     this.#encoder = encoder;
+    this.#maxBatch = options.maxBatch;
     this.#wire = (dimension) => (dimension === embeddingDim ? 0 : dimension);
-    this.#batcher = new Batcher<Job, Float32Array | StatusError>(
+    this.#batcher = new Batcher<Job, Rows>(
       {
         maxBatch: options.maxBatch,
         maxDelayMs: options.maxDelayMs,
         maxInFlight: options.maxInFlight,
         maxQueue: options.maxQueue,
         maxWeight: options.maxBatchBytes,
-        weigh: inputBytes,
+        weigh: jobBytes,
         name,
       },
-      (jobs, abandoned) => {
-        const dimension = Math.max(...jobs.map((j) => j.dimension));
+      async (jobs, abandoned) => {
+        const dimension = this.#wire(Math.max(...jobs.map((j) => j.dimension)));
         const deadline = new Date(Math.max(...jobs.map((j) => j.deadline.getTime())));
-        return this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input), dimension: this.#wire(dimension) }, jobs.length, deadline, abandoned);
+        const packed = jobs[0]!.images;
+        const images = (which: (job: Job) => boolean) => jobs.reduce((n, j) => n + (which(j) ? j.count : 0), 0);
+        const count = images(() => true);
+        metrics.encoderBatchSize.observe(count);
+        let rows: Rows[];
+        try {
+          rows = packed
+            ? [await this.#encoder.encodeBatch({ images: packed, dimension }, count, deadline, abandoned)]
+            : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandoned)).map((row) => [row]);
+        } catch (err) {
+          this.#encoder.recordInputs(count - 1, err);
+          throw err;
+        }
+        // Counted when the call ends, answers and timeouts together. An input that left by a
+        // cancel counts neither way, nor does one that timed out still queued, never sent.
+        this.#encoder.recordInputs(images((j) => !j.gone.aborted) - 1);
+        this.#encoder.recordInputs(images((j) => isDeadline(j.gone.reason)), new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
+        return rows;
       },
-      { batch: (size) => metrics.encoderBatchSize.observe(size) },
     );
   }
 
-  /**
-   * Packed images, as a ClassifyBatch brought them: one EncodeBatch call of their own (its gRPC
-   * deadline is `deadline`; cancelled if `signal` aborts), `dimension`-long rows.
-   */
-  encodePacked(images: Tensor, count: number, dimension: number, deadline: Date, signal: AbortSignal): Promise<(Float32Array | StatusError)[]> {
-    return this.#encoder.encodeBatch({ images, dimension: this.#wire(dimension) }, count, deadline, signal);
-  }
-
-  /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
-  async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
-    // The input is gone once its caller is, or once it stops waiting at `deadline`.
+  /** Queues a job; its rows, or the error that failed it: its deadline passed, `signal` aborted, or its call failed. */
+  async #submit(job: Omit<Job, 'gone'>, signal: AbortSignal): Promise<Rows> {
+    // The job is gone once its caller is, or once it stops waiting at its deadline.
     const gone = new AbortController();
+    const queued: Job = { ...job, gone: gone.signal };
     const follow = () => gone.abort(signal.reason);
     if (signal.aborted) follow();
     else signal.addEventListener('abort', follow, { once: true });
-    const timer = setTimeout(() => {
-      gone.abort(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
-      this.#encoder.recordTimeout();
-    }, deadline.getTime() - Date.now());
+    const timer = setTimeout(
+      () => gone.abort(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder')),
+      job.deadline.getTime() - Date.now(),
+    );
     try {
-      const row = await this.#batcher.submit({ input, dimension, deadline }, gone.signal);
-      if (row instanceof StatusError) throw row;
-      return row.subarray(0, dimension);
+      return await this.#batcher.submit(queued, gone.signal);
     } finally {
       clearTimeout(timer);
       signal.removeEventListener('abort', follow);
     }
+  }
+
+  /**
+   * `count` packed images (a tensor `checkPacked` accepted) as `dimension`-long rows, in runs of at
+   * most the call size. A run the encoder refuses as a whole (INVALID_ARGUMENT) fails the lot;
+   * any other failure of a run fails each of its images.
+   */
+  async encodePacked(
+    images: Tensor__Output,
+    spec: InputSpec,
+    count: number,
+    dimension: number,
+    deadline: Date,
+    signal: AbortSignal,
+  ): Promise<(Float32Array | Error)[]> {
+    const runs: Promise<Rows>[] = [];
+    for (let from = 0; from < count; from += this.#maxBatch) {
+      const to = Math.min(count, from + this.#maxBatch);
+      runs.push(this.#submit({ images: packedRange(images, spec, from, to), count: to - from, dimension, deadline }, signal));
+    }
+    const settled = await Promise.allSettled(runs);
+    const refused = settled.find((s) => s.status === 'rejected' && s.reason instanceof StatusError && s.reason.code === status.INVALID_ARGUMENT);
+    if (refused) throw (refused as PromiseRejectedResult).reason;
+    return settled.flatMap<Float32Array | Error>((s, i) => (s.status === 'fulfilled' ? s.value : new Array<Error>(Math.min(this.#maxBatch, count - i * this.#maxBatch)).fill(s.reason as Error)));
+  }
+
+  /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
+  async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
+    const [row] = await this.#submit({ input, count: 1, dimension, deadline }, signal);
+    if (row instanceof StatusError) throw row;
+    return row!.subarray(0, dimension);
   }
 }

@@ -28,6 +28,8 @@ export interface EncoderClientOptions {
   /** Largest response accepted, bytes. */
   maxMessageBytes: number;
   breaker: BreakerOptions;
+  /** The bundle the cascade's heads belong to: an answer from another model or of another size is the encoder failing. */
+  expect: { model: string; embeddingDim: number };
 }
 
 /** Encoder answers that are the caller's doing, not the encoder's health: they never trip the breaker. */
@@ -51,10 +53,10 @@ export interface EncoderClient {
   /** One EncodeBatch call carrying `count` inputs (listed or packed), cancelled if `signal` aborts: per input, its row or its own error. */
   encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date, signal: AbortSignal): Promise<(Float32Array | StatusError)[]>;
   /**
-   * A request gave up waiting for the encoder: one failure for the breaker, as its own timed-out
-   * call was before requests shared calls, so that a hung encoder still opens the breaker.
+   * The breaker counts inputs, as callers see them, not calls: a call counts once by itself, and
+   * this records `inputs` more outcomes for the rest of its inputs: answered, or failed with `error`.
    */
-  recordTimeout(): void;
+  recordInputs(inputs: number, error?: unknown): void;
   close(): void;
 }
 
@@ -65,6 +67,19 @@ function batchRows(res: EncodeBatchResponse__Output, count: number): (Float32Arr
   const rows: (Float32Array | StatusError)[] = Array.from({ length: count }, (_, i) => all.subarray(i * res.dimension, (i + 1) * res.dimension));
   for (const e of res.errors) rows[e.index] = encoderStatus({ code: e.code, details: e.message });
   return rows;
+}
+
+/** An answer the cascade cannot use: from another model, or not `count` rows of the size asked for (`wire` 0: the full size). */
+function unusable(res: EncodeBatchResponse__Output, count: number, wire: number, expect: EncoderClientOptions['expect']): StatusError | undefined {
+  if (res.model !== expect.model)
+    return new StatusError(grpc.status.UNAVAILABLE, `encoder unavailable: it serves ${res.model}, and this cascade's heads are for ${expect.model}`);
+  const dimension = wire || expect.embeddingDim;
+  if (res.dimension !== dimension || res.embeddings.length !== count * dimension * 4)
+    return new StatusError(
+      grpc.status.UNAVAILABLE,
+      `encoder unavailable: it answered ${res.embeddings.length} bytes in rows of ${res.dimension} for ${count} inputs of dimension ${dimension}`,
+    );
+  return undefined;
 }
 
 /**
@@ -86,14 +101,20 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     ...options.channelOptions,
   });
   // Every call passes the breaker: it guards the encoder whichever requests a call carries.
-  const breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
+  const breaker: CircuitBreaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
     timeout: false, // the gRPC deadline bounds each call
     errorThresholdPercentage: options.breaker.errorThresholdPercentage,
     volumeThreshold: options.breaker.volumeThreshold,
     resetTimeout: options.breaker.resetTimeoutMs,
     rollingCountTimeout: options.breaker.rollingWindowMs,
-    errorFilter: (err: unknown) => err instanceof StatusError && CALLER_CODES.has(err.code),
+    // opossum counts a filtered error as a success, and one success closes a half-open breaker: a
+    // probe its callers cancelled says nothing of the encoder's health, so it counts as a failure.
+    errorFilter: (err: unknown) => err instanceof StatusError && CALLER_CODES.has(err.code) && !(err.code === grpc.status.CANCELLED && breaker.halfOpen),
   });
+  /** Outcomes beside a call's own, only while closed: open, the breaker fails fast; half-open, its one probe decides. */
+  const record = (inputs: number, outcome: () => Promise<unknown>) => {
+    for (let i = 0; i < inputs && breaker.closed; i++) breaker.fire(outcome).catch(() => {});
+  };
   const state = (s: keyof typeof BREAKER_STATE) => () => {
     metrics.breakerState.set(BREAKER_STATE[s]);
     logger[s === 'closed' ? 'info' : 'warn'](`encoder circuit breaker ${s.replace('_', '-')}`, { target: options.target });
@@ -119,7 +140,7 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
               };
               const call = client.EncodeBatch(request, { deadline }, (err, res) => {
                 signal.removeEventListener('abort', abandon);
-                const failed = err ? encoderStatus(err) : encoderFailed(res!, count);
+                const failed = err ? encoderStatus(err) : (unusable(res!, count, request.dimension ?? 0, options.expect) ?? encoderFailed(res!, count));
                 if (failed) reject(failed);
                 else resolve(res!);
               });
@@ -127,10 +148,7 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
             }),
         ) as Promise<EncodeBatchResponse__Output>
       ).then((res) => batchRows(res, count)),
-    recordTimeout: () => {
-      // Only while closed: open, it already fails fast; half-open, its one probe decides.
-      if (breaker.closed) breaker.fire(() => Promise.reject(encoderStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: '' }))).catch(() => {});
-    },
+    recordInputs: (inputs, error) => record(inputs, () => (error === undefined ? Promise.resolve() : Promise.reject(error))),
     close: () => {
       breaker.shutdown();
       client.close();

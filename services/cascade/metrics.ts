@@ -27,12 +27,18 @@ export function createCascadeMetrics(nesting: readonly number[]) {
     inputs: new Counter({ name: 'mrl_cascade_inputs_total', help: 'Classify calls by input kind (image, tensor, embedding)', labelNames: ['input'], registers }),
     encoderBatchSize: new Histogram({
       name: 'mrl_cascade_encoder_batch_size',
-      help: 'Inputs per EncodeBatch call to the encoder (concurrent Classify calls and ClassifyBatch items share calls)',
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      help: 'Inputs (or packed images) per EncodeBatch call to the encoder (concurrent Classify calls and ClassifyBatch items share calls)',
+      // Up to MRL_ENCODER_BATCH's largest value.
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
       registers,
     }),
     breakerState: new Gauge({ name: 'mrl_cascade_breaker_state', help: 'Encoder circuit breaker: 0 closed, 1 half-open, 2 open', registers }),
-    breakerEvents: new Counter({ name: 'mrl_cascade_breaker_events_total', help: 'Encoder circuit breaker events', labelNames: ['event'], registers }),
+    breakerEvents: new Counter({
+      name: 'mrl_cascade_breaker_events_total',
+      help: 'Encoder circuit breaker events: open, halfOpen, close, reject (a refused call); success and failure count encoder inputs',
+      labelNames: ['event'],
+      registers,
+    }),
     threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),
     thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Thresholds file reloads by result', labelNames: ['result'], registers }),
   };

@@ -57,6 +57,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       channelOptions: encoderChannel.options,
       maxMessageBytes: config.maxMessageBytes,
       breaker: config.breaker,
+      expect: { model: bundle.id, embeddingDim: bundle.embeddingDim },
     },
     metrics,
     logger,

@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { firstNonFinite } from '../common/finite.js';
+import { checkPacked } from '../common/tensorChecks.js';
 import { codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from './cascade.js';
 import type { CoalescingEncoder } from './coalescingEncoder.js';
@@ -178,15 +179,10 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     if (req.images) {
       if (req.requests.length > 0) throw invalidArgument('set requests or images, not both');
       const c = checkOptions(req);
-      const n = req.images.shape[0] ?? 0;
-      if (n < 1 || n > limit) throw invalidArgument(`images holds ${n} images; send 1 to ${limit}`);
+      // Checked here, as the encoder would: the cascade splits the tensor into calls.
+      const n = checkPacked(req.images, bundle.input, limit);
       metrics.inputs.inc({ input: 'tensor' }, n);
-      // A tensor the encoder refuses (its shape, its size) fails the call; any other failure of the
-      // encoder call fails each image, as it would fail each of `requests`.
-      const rows = await deps.encoder.bulk.encodePacked(req.images, n, c.cap, deadlineOf(call), signal).catch((err: unknown) => {
-        if (err instanceof StatusError && err.code === status.INVALID_ARGUMENT) throw err;
-        return new Array<unknown>(n).fill(err);
-      });
+      const rows = await deps.encoder.bulk.encodePacked(req.images, bundle.input, n, c.cap, deadlineOf(call), signal);
       const results = rows.map((z) =>
         result(() => {
           if (!(z instanceof Float32Array)) throw z;

@@ -1,0 +1,100 @@
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cascadeConfig } from '../services/cascade/config.js';
+import { startCascade } from '../services/cascade/server.js';
+import { loadBundle } from '../services/common/bundle.js';
+import { classifierClient, classify, sliceTensor } from '../services/common/clients.js';
+import { silentLogger } from '../services/common/logger.js';
+import { loadTestSlice } from '../services/common/testSlice.js';
+import { encoderConfig } from '../services/encoder/config.js';
+import { startEncoder } from '../services/encoder/server.js';
+import { outcome, tally, waitFor } from './helpers/load.js';
+import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { delta, scrape } from './helpers/prom.js';
+
+let tensor: { shape: number[]; raw: Buffer };
+let mesh: TestMesh | undefined;
+beforeAll(async () => {
+  const bundle = await loadBundle();
+  tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
+});
+afterEach(async () => {
+  await mesh?.stop();
+  mesh = undefined;
+});
+
+const breakerState = async (m: TestMesh) => (await scrape(m.cascade.metricsPort)).get('mrl_cascade_breaker_state');
+const events = (before: Map<string, number>, after: Map<string, number>) => ({
+  failure: delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}'),
+  success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}'),
+});
+
+describe('the encoder breaker counts inputs, as callers see them', () => {
+  it('a few requests with deadlines too short for a healthy encoder, beside many in time, leave it closed', async () => {
+    // Default breaker: opens past 50% failures once 5 outcomes are in the window.
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '300' });
+    await classify(mesh.classifier, { tensor });
+    const before = await scrape(mesh.cascade.metricsPort);
+    const calls = [...new Array<number>(12).fill(5_000), ...new Array<number>(4).fill(100)].map((ms) =>
+      outcome((d) => classify(mesh!.classifier, { tensor }, d.getTime() - Date.now()), ms),
+    );
+    expect(tally(await Promise.all(calls))).toEqual({ OK: 12, DEADLINE_EXCEEDED: 4 });
+    const counted = events(before, await scrape(mesh.cascade.metricsPort));
+    // Counting calls instead, the 4 timeouts outweighed the one or two calls that answered 12.
+    expect(counted.success).toBe(12);
+    expect(counted.failure).toBeLessThanOrEqual(4);
+    expect(await breakerState(mesh)).toBe(0);
+  });
+
+  it('requests that time out still queued in the cascade, never sent, count neither way', async () => {
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '400', MRL_ENCODER_CALLS_IN_FLIGHT: '1' });
+    await classify(mesh.classifier, { tensor });
+    const before = await scrape(mesh.cascade.metricsPort);
+    const first = outcome((d) => classify(mesh!.classifier, { tensor }, d.getTime() - Date.now()), 5_000);
+    await new Promise((r) => setTimeout(r, 50)); // its call is on its way; the next ones queue behind it
+    const queued = await Promise.all(Array.from({ length: 8 }, () => outcome((d) => classify(mesh!.classifier, { tensor }, d.getTime() - Date.now()), 150)));
+    expect(tally(queued)).toEqual({ DEADLINE_EXCEEDED: 8 });
+    expect((await first).code).toBe(status.OK);
+    expect(events(before, await scrape(mesh.cascade.metricsPort))).toEqual({ failure: 0, success: 1 });
+    expect(await breakerState(mesh)).toBe(0);
+  });
+
+  it('half-open, a probe its caller cancelled opens it again instead of closing it', async () => {
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
+    const m = mesh;
+    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 200)).code).toBe(status.DEADLINE_EXCEEDED);
+    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
+    await waitFor('the breaker to go half-open', async () => (await breakerState(m)) === 1, 5_000);
+    const cancelled = new Promise<ServiceError>((resolve) => {
+      const call = m.classifier.Classify({ tensor }, { deadline: Date.now() + 10_000 }, (err) => resolve(err!));
+      setTimeout(() => call.cancel(), 100);
+    });
+    expect((await cancelled).code).toBe(status.CANCELLED);
+    // A cancel says nothing of the encoder's health: counted as a success it would have closed the breaker.
+    await waitFor('the probe to settle', async () => (await breakerState(m)) !== 1, 5_000);
+    expect(await breakerState(m)).toBe(2);
+  });
+});
+
+describe('an encoder serving another model', () => {
+  it("is unavailable to the cascade, which says which models disagree and keeps serving what needs no encoder", async () => {
+    const loopback = { MRL_ENCODER_HOST: '127.0.0.1', MRL_CASCADE_HOST: '127.0.0.1', MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0' };
+    const otherModel = fileURLToPath(new URL('../models/fashion-mnist-mrl-e', import.meta.url));
+    const encoder = await startEncoder(encoderConfig({ ...loopback, MRL_MODEL_DIR: otherModel }), silentLogger);
+    const cascade = await startCascade(cascadeConfig({ ...loopback, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` }), silentLogger);
+    const client = classifierClient(`127.0.0.1:${cascade.port}`);
+    try {
+      const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), 5_000);
+      expect(o.code).toBe(status.UNAVAILABLE);
+      expect(o.details).toBe("encoder unavailable: it serves fashion-mnist-mrl-e@1.1.0, and this cascade's heads are for fashion-mnist-mrl@1.1.0");
+      const bundle = await loadBundle();
+      const fromEmbedding = await classify(client, { embedding: { values: new Array(bundle.nesting[0]).fill(0) } });
+      expect(fromEmbedding.dimension_used).toBe(bundle.nesting[0]);
+    } finally {
+      client.close();
+      await cascade.shutdown();
+      await encoder.shutdown();
+    }
+  });
+});
