@@ -11,9 +11,10 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-# .npmrc skips onnxruntime-node's optional download: its CPU binaries ship in the npm package.
+# onnxruntime-node's optional download is skipped (.npmrc, and the variable it reads first): its
+# CPU binaries ship in the npm package.
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production

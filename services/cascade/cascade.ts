@@ -94,8 +94,8 @@ export class Cascade {
   }
 
   /**
-   * Runs the cascade on `z` (length: a nesting size). Throws on a length or cap outside the
-   * nesting; callers validate with `allowedStages` first to answer precisely.
+   * Runs the cascade on `z` (length: a nesting size). Throws a RangeError on a length or cap
+   * outside the nesting: the service refuses those first, with INVALID_ARGUMENT.
    */
   classify(z: Float32Array, options: CascadeOptions): CascadeResult {
     const last = this.allowedStages(z.length, options.maxDimension);

@@ -2,12 +2,10 @@ import { status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { baseErrorMapper, type ErrorMapper } from '../common/unary.js';
 
-/** opossum's error codes and what a Classify caller is told. */
+/** opossum's error codes (of those its settings can raise: no timeout, no capacity) and what a Classify caller is told. */
 const BREAKER_ERRORS: Record<string, { code: status; details: string }> = {
   EOPENBREAKER: { code: status.UNAVAILABLE, details: 'encoder circuit breaker is open after repeated encoder failures; retry later' },
-  ESEMLOCKED: { code: status.UNAVAILABLE, details: 'too many concurrent encoder calls; retry later' },
   ESHUTDOWN: { code: status.UNAVAILABLE, details: 'the cascade is shutting down' },
-  ETIMEDOUT: { code: status.DEADLINE_EXCEEDED, details: 'deadline exceeded waiting for the encoder' },
 };
 
 /** The cascade's error-to-status mapper: breaker codes first, then StatusError, else INTERNAL. */

@@ -21,8 +21,13 @@ export const PROTO_FILES = ['mrl/v1/classifier.proto', 'mrl/v1/encoder.proto'];
 
 export type MrlProto = ClassifierProto & EncoderProto;
 
-/** The package definition (for reflection) and the typed `mrl.v1` services. */
+let loaded: { definition: protoLoader.PackageDefinition; proto: MrlProto } | undefined;
+
+/** The package definition (for reflection) and the typed `mrl.v1` services, parsed once per process. */
 export function loadMrlProtos(): { definition: protoLoader.PackageDefinition; proto: MrlProto } {
-  const definition = protoLoader.loadSync(PROTO_FILES, LOADER_OPTIONS);
-  return { definition, proto: grpc.loadPackageDefinition(definition) as unknown as MrlProto };
+  if (!loaded) {
+    const definition = protoLoader.loadSync(PROTO_FILES, LOADER_OPTIONS);
+    loaded = { definition, proto: grpc.loadPackageDefinition(definition) as unknown as MrlProto };
+  }
+  return loaded;
 }
