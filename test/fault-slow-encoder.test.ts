@@ -119,6 +119,9 @@ describe('callers that go away', () => {
     const after = await scrape(cascade.metricsPort);
     expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(2);
     expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
+    // The cancelled call counts once, as opossum counts a filtered error; its other input not at all.
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}')).toBe(1);
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}')).toBe(0);
   });
 });
 

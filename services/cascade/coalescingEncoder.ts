@@ -99,7 +99,8 @@ export class CoalescingEncoder {
             ? [await this.#encoder.encodeBatch({ images: packed, dimension }, count, deadline, abandoned)]
             : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandoned)).map((row) => [row]);
         } catch (err) {
-          this.#encoder.recordInputs(count - 1, err);
+          // A call its callers all cancelled has told nothing of the encoder.
+          if (!(err instanceof StatusError && err.code === status.CANCELLED)) this.#encoder.recordInputs(count - 1, err);
           throw err;
         }
         // Counted when the call ends, answers and timeouts together. An input that left by a
