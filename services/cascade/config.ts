@@ -42,7 +42,7 @@ export interface CascadeConfig {
    * (default 64; 1 sends every request alone). MRL_ENCODER_BATCH_DELAY_MS: longest an input waits
    * for others, ms (default 0: only requests that arrive together, or while calls are in flight,
    * share a call). MRL_ENCODER_CALLS_IN_FLIGHT: most calls at once (default 2).
-   * MRL_ENCODER_QUEUE: most inputs waiting before requests get RESOURCE_EXHAUSTED (default 4096).
+   * MRL_ENCODER_QUEUE: most inputs (a run of packed images counts as one) waiting before requests get RESOURCE_EXHAUSTED (default 4096).
    * A call's request stays under MRL_MAX_MESSAGE_BYTES.
    */
   coalescing: CoalescingOptions;
