@@ -60,6 +60,32 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
     expect(await breakerState(mesh)).toBe(0);
   });
 
+  for (const [first, second] of [
+    ['times out', 'cancels'],
+    ['cancels', 'times out'],
+  ] as const) {
+    it(`a shared call abandoned by two callers, the first of which ${first} and the second ${second}: one failure, for the timeout`, async () => {
+      mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1500' });
+      const m = mesh;
+      await classify(m.classifier, { tensor });
+      const before = await scrape(m.cascade.metricsPort);
+      // Sent in one turn, the two share one encoder call; each leaves at its own moment.
+      const leave = (how: 'times out' | 'cancels', atMs: number) =>
+        new Promise<status>((resolve) => {
+          const deadline = Date.now() + (how === 'times out' ? atMs : 10_000);
+          const call = m.classifier.Classify({ tensor }, { deadline }, (err) => resolve(err?.code ?? status.OK));
+          if (how === 'cancels') setTimeout(() => call.cancel(), atMs);
+        });
+      const codes = await Promise.all([leave(first, 300), leave(second, 700)]);
+      expect(codes.sort()).toEqual([status.CANCELLED, status.DEADLINE_EXCEEDED].sort());
+      const counted = async () => events(before, await scrape(m.cascade.metricsPort));
+      await waitFor('the abandoned call to settle', async () => (await counted()).failure > 0, 5_000);
+      const after = await scrape(m.cascade.metricsPort);
+      expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
+      expect(await counted()).toEqual({ failure: 1, success: 0 });
+    });
+  }
+
   it('half-open, a probe its caller cancelled opens it again instead of closing it', async () => {
     mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
     const m = mesh;

@@ -51,6 +51,8 @@ describe('packed images go to the encoder in runs, through the bulk queue', () =
     try {
       const n = 200;
       const images = { shape: [n, 28, 28], raw: Buffer.concat(new Array<Buffer>(n).fill(tensor.raw)) };
+      // Image 20 is the fifth of the second run: its error still names it by its place in the tensor.
+      images.raw.writeFloatLE(NaN, (20 * 784 + 5) * 4);
       const before = await scrape(small.cascade.metricsPort);
       const batch = new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
         small.classifier.ClassifyBatch({ images }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
@@ -60,7 +62,8 @@ describe('packed images go to the encoder in runs, through the bulk queue', () =
       const { results } = await batch;
       const after = await scrape(small.cascade.metricsPort);
       expect(unary).toEqual(new Array(8).fill('OK'));
-      expect(results.map((r) => r.code)).toEqual(new Array(n).fill(status.OK));
+      expect(results[20]).toMatchObject({ code: status.INVALID_ARGUMENT, message: 'image 20 value 5 is NaN; values must be finite' });
+      expect(results.filter((r, i) => i !== 20).map((r) => r.code)).toEqual(new Array(n - 1).fill(status.OK));
       // Every image went in a call of at most 16: the 200 in 13 runs, the 8 unary calls beside them.
       expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(n + 8);
       expect(delta(before, after, 'mrl_cascade_encoder_batch_size_bucket{le="16"}')).toBe(delta(before, after, 'mrl_cascade_encoder_batch_size_count'));

@@ -34,6 +34,8 @@ interface Job {
   gone: AbortSignal;
 }
 
+const deadlineExceeded = () => new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder');
+
 /** Whether a job left at a deadline (its own, or its caller's), not by a cancel. */
 const isDeadline = (reason: unknown) => reason instanceof StatusError && reason.code === status.DEADLINE_EXCEEDED;
 
@@ -92,21 +94,28 @@ export class CoalescingEncoder {
         const packed = jobs[0]!.images;
         const images = (which: (job: Job) => boolean) => jobs.reduce((n, j) => n + (which(j) ? j.count : 0), 0);
         const count = images(() => true);
+        const timedOut = () => images((j) => isDeadline(j.gone.reason));
         metrics.encoderBatchSize.observe(count);
+        // Abandoned, the call fails with DEADLINE_EXCEEDED if any of its jobs timed out (the
+        // breaker counts it), with CANCELLED only if every caller cancelled (it does not).
+        const abandon = new AbortController();
+        abandoned.addEventListener('abort', () => abandon.abort(timedOut() > 0 ? deadlineExceeded() : abandoned.reason), { once: true });
         let rows: Rows[];
         try {
           rows = packed
-            ? [await this.#encoder.encodeBatch({ images: packed, dimension }, count, deadline, abandoned)]
-            : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandoned)).map((row) => [row]);
+            ? [await this.#encoder.encodeBatch({ images: packed, dimension }, count, deadline, abandon.signal)]
+            : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandon.signal)).map((row) => [row]);
         } catch (err) {
-          // A call its callers all cancelled has told nothing of the encoder.
-          if (!(err instanceof StatusError && err.code === status.CANCELLED)) this.#encoder.recordInputs(count - 1, err);
+          // The call counted once; its other inputs count the same, but for those whose callers
+          // cancelled: they told nothing of the encoder.
+          this.#encoder.recordInputs(images((j) => !j.gone.aborted || isDeadline(j.gone.reason)) - 1, err);
           throw err;
         }
-        // Counted when the call ends, answers and timeouts together. An input that left by a
-        // cancel counts neither way, nor does one that timed out still queued, never sent.
+        // The call counted once as an answer; so do its other inputs still waited for. Inputs that
+        // timed out once sent are failures; cancelled ones, and any that timed out still queued
+        // (never sent), count neither way.
         this.#encoder.recordInputs(images((j) => !j.gone.aborted) - 1);
-        this.#encoder.recordInputs(images((j) => isDeadline(j.gone.reason)), new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder'));
+        this.#encoder.recordInputs(timedOut(), deadlineExceeded());
         return rows;
       },
     );
@@ -120,10 +129,7 @@ export class CoalescingEncoder {
     const follow = () => gone.abort(signal.reason);
     if (signal.aborted) follow();
     else signal.addEventListener('abort', follow, { once: true });
-    const timer = setTimeout(
-      () => gone.abort(new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder')),
-      job.deadline.getTime() - Date.now(),
-    );
+    const timer = setTimeout(() => gone.abort(deadlineExceeded()), job.deadline.getTime() - Date.now());
     try {
       return await this.#batcher.submit(queued, gone.signal);
     } finally {
@@ -134,8 +140,7 @@ export class CoalescingEncoder {
 
   /**
    * `count` packed images (a tensor `checkPacked` accepted) as `dimension`-long rows, in runs of at
-   * most the call size. A run the encoder refuses as a whole (INVALID_ARGUMENT) fails the lot;
-   * any other failure of a run fails each of its images.
+   * most the call size; a run that fails fails each of its images.
    */
   async encodePacked(
     images: Tensor__Output,
@@ -151,8 +156,6 @@ export class CoalescingEncoder {
       runs.push(this.#submit({ images: packedRange(images, spec, from, to), count: to - from, dimension, deadline }, signal));
     }
     const settled = await Promise.allSettled(runs);
-    const refused = settled.find((s) => s.status === 'rejected' && s.reason instanceof StatusError && s.reason.code === status.INVALID_ARGUMENT);
-    if (refused) throw (refused as PromiseRejectedResult).reason;
     return settled.flatMap<Float32Array | Error>((s, i) => (s.status === 'fulfilled' ? s.value : new Array<Error>(Math.min(this.#maxBatch, count - i * this.#maxBatch)).fill(s.reason as Error)));
   }
 

@@ -10,7 +10,7 @@ import { BREAKER_STATE, type CascadeMetrics } from './metrics.js';
 export interface BreakerOptions {
   /** Failure percentage over the rolling window that opens the breaker (default 50). */
   errorThresholdPercentage: number;
-  /** Calls in the window before the breaker may open (default 5). */
+  /** Outcomes (encoder inputs) in the window before the breaker may open (default 5). */
   volumeThreshold: number;
   /** How long the breaker stays open before a half-open probe, ms (default 5000). */
   resetTimeoutMs: number;

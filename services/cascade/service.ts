@@ -10,7 +10,7 @@ import type { Logger } from '../common/logger.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { firstNonFinite } from '../common/finite.js';
-import { checkPacked } from '../common/tensorChecks.js';
+import { checkPacked, packedImages } from '../common/tensorChecks.js';
 import { codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from './cascade.js';
 import type { CoalescingEncoder } from './coalescingEncoder.js';
@@ -168,7 +168,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   /**
    * The bulk path: every request is validated and answered on its own (its response or the
    * error it would have got alone); their encoder inputs share EncodeBatch calls. Packed images
-   * go to the encoder as they came, in one EncodeBatch call.
+   * go to the encoder packed, in runs (see CoalescingEncoder.encodePacked).
    */
   const classifyBatch = async (
     req: ClassifyBatchRequest__Output,
@@ -179,12 +179,16 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     if (req.images) {
       if (req.requests.length > 0) throw invalidArgument('set requests or images, not both');
       const c = checkOptions(req);
-      // Checked here, as the encoder would: the cascade splits the tensor into calls.
+      // Checked here as the encoder would, with the same words: the cascade splits the tensor
+      // into calls, and the encoder would number a bad image within its call.
       const n = checkPacked(req.images, bundle.input, limit);
+      const images = packedImages(req.images, bundle.input, n);
       metrics.inputs.inc({ input: 'tensor' }, n);
       const rows = await deps.encoder.bulk.encodePacked(req.images, bundle.input, n, c.cap, deadlineOf(call), signal);
-      const results = rows.map((z) =>
+      const results = rows.map((z, i) =>
         result(() => {
+          const image = images[i];
+          if (image instanceof StatusError) throw image;
           if (!(z instanceof Float32Array)) throw z;
           return respond(z, c);
         }),

@@ -1,6 +1,7 @@
 import type { InputSpec } from './bundle.js';
 import type { Tensor, Tensor__Output } from './generated/mrl/v1/Tensor.js';
-import { invalidArgument } from './statusError.js';
+import { firstNonFinite } from './finite.js';
+import { type StatusError, invalidArgument } from './statusError.js';
 
 export const fmtShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -37,4 +38,37 @@ export function packedRange(tensor: Tensor__Output, spec: InputSpec, from: numbe
   return tensor.raw.length > 0
     ? { shape, raw: tensor.raw.subarray(from * size * 4, to * size * 4) }
     : { shape, values: tensor.values.slice(from * size, to * size) };
+}
+
+/** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them; `what` names it in errors. */
+export function tensorValues(tensor: Tensor__Output, count: number, what: string): Float32Array {
+  checkValueCount(tensor, count, what);
+  if (tensor.raw.length > 0) {
+    // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
+    // little-endian on every platform onnxruntime-node ships for.
+    const values = new Float32Array(count);
+    new Uint8Array(values.buffer).set(tensor.raw);
+    return values;
+  }
+  return Float32Array.from(tensor.values);
+}
+
+/** INVALID_ARGUMENT naming the first non-finite value, if any; `what` names the values. */
+export function nonFiniteError(values: Float32Array, what: string): StatusError | undefined {
+  const bad = firstNonFinite(values);
+  return bad >= 0 ? invalidArgument(`${what} value ${bad} is ${values[bad]}; values must be finite`) : undefined;
+}
+
+/**
+ * The `n` images of a tensor `checkPacked` accepted: per image its values (views of one aligned
+ * copy) or, for an image holding a non-finite value, its own INVALID_ARGUMENT (`image i`
+ * counting from the tensor's first image).
+ */
+export function packedImages(tensor: Tensor__Output, spec: InputSpec, n: number): (Float32Array | StatusError)[] {
+  const size = spec.height * spec.width;
+  const values = tensorValues(tensor, n * size, 'images');
+  return Array.from({ length: n }, (_, i) => {
+    const one = values.subarray(i * size, (i + 1) * size);
+    return nonFiniteError(one, `image ${i}`) ?? one;
+  });
 }

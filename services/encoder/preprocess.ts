@@ -2,8 +2,7 @@ import sharp from 'sharp';
 import type { InputSpec } from '../common/bundle.js';
 import { type StatusError, invalidArgument } from '../common/statusError.js';
 import { pixelsToInput } from '../common/testSlice.js';
-import { firstNonFinite } from '../common/finite.js';
-import { checkPacked, checkValueCount, fmtShape } from '../common/tensorChecks.js';
+import { checkPacked, fmtShape, nonFiniteError, packedImages, tensorValues } from '../common/tensorChecks.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
 const IMAGE_FORMATS = new Set(['png', 'jpeg']);
@@ -48,49 +47,24 @@ export function acceptedShapes(spec: InputSpec): number[][] {
   return [[spec.height, spec.width], [1, spec.height, spec.width], [1, 1, spec.height, spec.width]];
 }
 
-/** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them; `what` names it in errors. */
-function tensorValues(tensor: Tensor__Output, count: number, what: string): Float32Array {
-  checkValueCount(tensor, count, what);
-  if (tensor.raw.length > 0) {
-    // One copy into an aligned buffer (the bytes may start at any offset); float32 bytes are
-    // little-endian on every platform onnxruntime-node ships for.
-    const values = new Float32Array(count);
-    new Uint8Array(values.buffer).set(tensor.raw);
-    return values;
-  }
-  return Float32Array.from(tensor.values);
-}
-
-/** INVALID_ARGUMENT naming the first non-finite value, if any. */
-function nonFinite(values: Float32Array, what: string): StatusError | undefined {
-  const bad = firstNonFinite(values);
-  return bad >= 0 ? invalidArgument(`${what} value ${bad} is ${values[bad]}; values must be finite`) : undefined;
-}
-
 /** Validates a preprocessed tensor (shape, value count, finite values) and returns its values. */
 export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32Array {
   const shapes = acceptedShapes(spec);
   if (!shapes.some((s) => s.length === tensor.shape.length && s.every((d, i) => d === tensor.shape[i])))
     throw invalidArgument(`tensor shape ${fmtShape(tensor.shape)} is not one of ${shapes.map(fmtShape).join(', ')}`);
   const values = tensorValues(tensor, spec.height * spec.width, 'tensor');
-  const bad = nonFinite(values, 'tensor');
+  const bad = nonFiniteError(values, 'tensor');
   if (bad) throw bad;
   return values;
 }
 
 /**
  * Validates images packed in one tensor ([N, H, W] or [N, 1, H, W], 1 ≤ N ≤ `maxImages`) and
- * splits it: per image its values (views of one buffer) or, for an image holding a non-finite
- * value, its own INVALID_ARGUMENT.
+ * splits it: per image its values or, for an image holding a non-finite value, its own
+ * INVALID_ARGUMENT.
  */
 export function packedToInputs(tensor: Tensor__Output, spec: InputSpec, maxImages: number): (Float32Array | StatusError)[] {
-  const n = checkPacked(tensor, spec, maxImages);
-  const size = spec.height * spec.width;
-  const values = tensorValues(tensor, n * size, 'images');
-  return Array.from({ length: n }, (_, i) => {
-    const one = values.subarray(i * size, (i + 1) * size);
-    return nonFinite(one, `image ${i}`) ?? one;
-  });
+  return packedImages(tensor, spec, checkPacked(tensor, spec, maxImages));
 }
 
 /** The first `dimension` values, optionally scaled to unit L2 norm (a zero vector stays zero). */
