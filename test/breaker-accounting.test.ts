@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { startCascade } from '../services/cascade/server.js';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, sliceTensor } from '../services/common/clients.js';
+import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { silentLogger } from '../services/common/logger.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';

@@ -2,7 +2,7 @@ import { connectivityState } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, type TestSlice } from '../services/common/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';

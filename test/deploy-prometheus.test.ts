@@ -2,7 +2,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { classify, encode, sliceTensor } from '../cli/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { loadTestSlice, type TestSlice } from '../services/common/testSlice.js';
 import {

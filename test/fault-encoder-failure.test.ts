@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, sliceTensor } from '../services/common/clients.js';
+import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { closedLoop, late, tally, waitFor } from './helpers/load.js';
 import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';

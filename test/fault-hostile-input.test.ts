@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { closedLoop, late, type Outcome, outcome, percentile, tally } from './helpers/load.js';

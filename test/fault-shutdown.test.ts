@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { watchHealth } from './helpers/healthWatch.js';

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../services/common/clients.js';
+import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { makeTestPki, pem, type TestPki } from './helpers/certs.js';
 import { healthCheck } from './helpers/health.js';

@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
-import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, encode, sliceTensor } from '../services/common/clients.js';
+import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../services/common/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { scrape } from './helpers/prom.js';

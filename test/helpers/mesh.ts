@@ -1,6 +1,6 @@
 import { cascadeConfig } from '../../services/cascade/config.js';
 import { type RunningCascade, startCascade } from '../../services/cascade/server.js';
-import { classifierClient, encoderClient } from '../../services/common/clients.js';
+import { classifierClient, encoderClient } from '../../cli/clients.js';
 import type { Env } from '../../services/common/config.js';
 import { silentLogger } from '../../services/common/logger.js';
 import { encoderConfig } from '../../services/encoder/config.js';

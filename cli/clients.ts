@@ -1,13 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
-import type { ClassifierClient } from './generated/mrl/v1/Classifier.js';
-import type { ClassifyRequest } from './generated/mrl/v1/ClassifyRequest.js';
-import type { ClassifyResponse__Output } from './generated/mrl/v1/ClassifyResponse.js';
-import type { EncoderClient } from './generated/mrl/v1/Encoder.js';
-import type { EncodeRequest } from './generated/mrl/v1/EncodeRequest.js';
-import type { EncodeResponse__Output } from './generated/mrl/v1/EncodeResponse.js';
-import type { Bundle } from './bundle.js';
-import { loadMrlProtos } from './protos.js';
-import { type TestSlice, pixelsToInput, slicePixels } from './testSlice.js';
+import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
+import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
+import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';
+import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
+import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
+import type { EncodeResponse__Output } from '../services/common/generated/mrl/v1/EncodeResponse.js';
+import type { Bundle } from '../services/common/bundle.js';
+import { loadMrlProtos } from '../services/common/protos.js';
+import { type TestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
 
 /** Typed clients for the CLI, benchmarks and tests. */
 export function classifierClient(target: string, credentials = grpc.credentials.createInsecure(), options?: grpc.ChannelOptions): ClassifierClient {
