@@ -142,7 +142,7 @@ async function main(): Promise<void> {
 
   const at = <T extends { spec: LoadSpec }>(points: T[], c: number) => points.find((p) => p.spec.concurrency === c) ?? points.at(-1)!;
   const c64 = quick ? 8 : 64;
-  const rawAt = (b: number) => raw.find((p) => p.batch === b)?.images_per_second ?? NaN;
+  const rawAt = (b: number, points = raw) => points.find((p) => p.batch === b)?.images_per_second ?? NaN;
   const result: BenchResult = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version },
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
       // Not a target: how near the bulk path comes to the session it runs on; the rest of the gap
       // to the compute limit is the cores that session leaves to gRPC, the cascade and the client.
       [`bulk_packed_batch${bulkBatch}_over_raw_as_served_batch${bulkBatch}`]:
-        bulkPacked.items_per_second / (rawServed.find((p) => p.batch === bulkBatch)?.images_per_second ?? NaN),
+        bulkPacked.items_per_second / rawAt(bulkBatch, rawServed),
       open_loop_half_rate_p99_over_c1_p50: openLoop.p99_ms / at(cascade, 1).p50_ms,
       ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}`, h.time_ratio / h.dimension_ratio])),
     },

@@ -139,8 +139,8 @@ export class CoalescingEncoder {
   }
 
   /**
-   * `count` packed images (a tensor `checkPacked` accepted) as `dimension`-long rows, in runs of at
-   * most the call size; a run that fails fails each of its images.
+   * `count` packed images (a tensor `packedImages` accepted) as `dimension`-long rows, in runs of
+   * at most the call size; a run that fails fails each of its images.
    */
   async encodePacked(
     images: Tensor__Output,
@@ -150,13 +150,13 @@ export class CoalescingEncoder {
     deadline: Date,
     signal: AbortSignal,
   ): Promise<(Float32Array | Error)[]> {
-    const runs: Promise<Rows>[] = [];
+    const runs: Promise<(Float32Array | Error)[]>[] = [];
     for (let from = 0; from < count; from += this.#maxBatch) {
       const to = Math.min(count, from + this.#maxBatch);
-      runs.push(this.#submit({ images: packedRange(images, spec, from, to), count: to - from, dimension, deadline }, signal));
+      const run = { images: packedRange(images, spec, from, to), count: to - from, dimension, deadline };
+      runs.push(this.#submit(run, signal).catch((err: Error) => new Array<Error>(run.count).fill(err)));
     }
-    const settled = await Promise.allSettled(runs);
-    return settled.flatMap<Float32Array | Error>((s, i) => (s.status === 'fulfilled' ? s.value : new Array<Error>(Math.min(this.#maxBatch, count - i * this.#maxBatch)).fill(s.reason as Error)));
+    return (await Promise.all(runs)).flat();
   }
 
   /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */

@@ -111,7 +111,7 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     // probe its callers cancelled says nothing of the encoder's health, so it counts as a failure.
     errorFilter: (err: unknown) => err instanceof StatusError && CALLER_CODES.has(err.code) && !(err.code === grpc.status.CANCELLED && breaker.halfOpen),
   });
-  /** Outcomes beside a call's own, only while closed: open, the breaker fails fast; half-open, its one probe decides. */
+  /** Outcomes beside a call's own, only while closed: open, the breaker fails fast; half-open, the next call to end decides. */
   const record = (inputs: number, outcome: () => Promise<unknown>) => {
     for (let i = 0; i < inputs && breaker.closed; i++) breaker.fire(outcome).catch(() => {});
   };
@@ -131,8 +131,8 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
         breaker.fire(
           () =>
             new Promise<EncodeBatchResponse__Output>((resolve, reject) => {
-              // Abandoned, the call fails with its last request's reason: a request that timed out
-              // counts against the breaker as the call's own deadline would have, a cancel does not.
+              // Abandoned, the call fails with the signal's reason: DEADLINE_EXCEEDED counts against
+              // the breaker as the call's own deadline would have, CANCELLED does not.
               if (signal.aborted) return reject(signal.reason);
               const abandon = () => {
                 reject(signal.reason);

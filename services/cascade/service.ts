@@ -9,8 +9,7 @@ import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyRespon
 import type { Logger } from '../common/logger.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
-import { firstNonFinite } from '../common/finite.js';
-import { checkPacked, packedImages } from '../common/tensorChecks.js';
+import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from './cascade.js';
 import type { CoalescingEncoder } from './coalescingEncoder.js';
@@ -66,8 +65,8 @@ function embeddingOf(values: number[], nesting: readonly number[]): Float32Array
   if (!nesting.includes(values.length))
     throw invalidArgument(`embedding has ${values.length} values; expected one of the nesting sizes ${nesting.join(', ')}`);
   const z = Float32Array.from(values);
-  const bad = firstNonFinite(z);
-  if (bad >= 0) throw invalidArgument(`embedding value ${bad} is ${z[bad]}; values must be finite`);
+  const bad = nonFiniteError(z, 'embedding');
+  if (bad) throw bad;
   return z;
 }
 
@@ -181,8 +180,8 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       const c = checkOptions(req);
       // Checked here as the encoder would, with the same words: the cascade splits the tensor
       // into calls, and the encoder would number a bad image within its call.
-      const n = checkPacked(req.images, bundle.input, limit);
-      const images = packedImages(req.images, bundle.input, n);
+      const images = packedImages(req.images, bundle.input, limit);
+      const n = images.length;
       metrics.inputs.inc({ input: 'tensor' }, n);
       const rows = await deps.encoder.bulk.encodePacked(req.images, bundle.input, n, c.cap, deadlineOf(call), signal);
       const results = rows.map((z, i) =>

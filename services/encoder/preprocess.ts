@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import type { InputSpec } from '../common/bundle.js';
 import { type StatusError, invalidArgument } from '../common/statusError.js';
 import { pixelsToInput } from '../common/testSlice.js';
-import { checkPacked, fmtShape, nonFiniteError, packedImages, tensorValues } from '../common/tensorChecks.js';
+import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../common/tensorChecks.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
 const IMAGE_FORMATS = new Set(['png', 'jpeg']);
@@ -50,21 +50,12 @@ export function acceptedShapes(spec: InputSpec): number[][] {
 /** Validates a preprocessed tensor (shape, value count, finite values) and returns its values. */
 export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32Array {
   const shapes = acceptedShapes(spec);
-  if (!shapes.some((s) => s.length === tensor.shape.length && s.every((d, i) => d === tensor.shape[i])))
+  if (!shapeIsOneOf(tensor.shape, shapes))
     throw invalidArgument(`tensor shape ${fmtShape(tensor.shape)} is not one of ${shapes.map(fmtShape).join(', ')}`);
   const values = tensorValues(tensor, spec.height * spec.width, 'tensor');
   const bad = nonFiniteError(values, 'tensor');
   if (bad) throw bad;
   return values;
-}
-
-/**
- * Validates images packed in one tensor ([N, H, W] or [N, 1, H, W], 1 ≤ N ≤ `maxImages`) and
- * splits it: per image its values or, for an image holding a non-finite value, its own
- * INVALID_ARGUMENT.
- */
-export function packedToInputs(tensor: Tensor__Output, spec: InputSpec, maxImages: number): (Float32Array | StatusError)[] {
-  return packedImages(tensor, spec, checkPacked(tensor, spec, maxImages));
 }
 
 /** The first `dimension` values, optionally scaled to unit L2 norm (a zero vector stays zero). */

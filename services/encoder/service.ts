@@ -10,7 +10,8 @@ import { StatusError, invalidArgument } from '../common/statusError.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
-import { imageToInput, packedToInputs, prefix, tensorToInput } from './preprocess.js';
+import { imageToInput, prefix, tensorToInput } from './preprocess.js';
+import { packedImages } from '../common/tensorChecks.js';
 
 export interface EncoderServiceDeps {
   bundle: Bundle;
@@ -58,7 +59,7 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     if (req.images && req.inputs.length > 0) throw invalidArgument('set inputs or images, not both');
     let settled: PromiseSettledResult<Float32Array>[];
     if (req.images) {
-      const images = packedToInputs(req.images, bundle.input, deps.maxBatchInputs);
+      const images = packedImages(req.images, bundle.input, deps.maxBatchInputs);
       settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : deps.batcher.submit(x, signal))));
     } else {
       if (req.inputs.length === 0) throw invalidArgument('inputs is empty');
