@@ -115,7 +115,9 @@ export class CoalescingEncoder {
         // timed out once sent are failures; cancelled ones, and any that timed out still queued
         // (never sent), count neither way.
         this.#encoder.recordInputs(images((j) => !j.gone.aborted) - 1);
-        this.#encoder.recordInputs(timedOut(), deadlineExceeded());
+        // Built only when needed: an Error captures a stack, and most calls have no late input.
+        const late = timedOut();
+        if (late > 0) this.#encoder.recordInputs(late, deadlineExceeded());
         return rows;
       },
     );
