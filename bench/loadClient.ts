@@ -3,7 +3,7 @@ import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classifierClient, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { loadMrlProtos } from '../services/common/protos.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { percentile } from '../test/helpers/load.js';
 import { ECHO_SERVICE } from './echoServer.js';
 import { cpuSeconds } from './procStats.js';

@@ -3,7 +3,7 @@ import type { Bundle } from '../services/common/bundle.js';
 import { classifierClient, classify, sliceTensor } from './clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from './testSlice.js';
 
 export interface ClassifyOptions {
   target: string;

@@ -5,9 +5,9 @@ import type { ClassifyResponse__Output } from '../services/common/generated/mrl/
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
 import type { EncodeResponse__Output } from '../services/common/generated/mrl/v1/EncodeResponse.js';
-import type { Bundle } from '../services/common/bundle.js';
+import { type Bundle, pixelsToInput } from '../services/common/bundle.js';
 import { loadMrlProtos } from '../services/common/protos.js';
-import { type TestSlice, pixelsToInput, slicePixels } from '../services/common/testSlice.js';
+import { type TestSlice, slicePixels } from './testSlice.js';
 
 /** Typed clients for the CLI, benchmarks and tests. */
 export function classifierClient(target: string, credentials = grpc.credentials.createInsecure(), options?: grpc.ChannelOptions): ClassifierClient {
@@ -41,5 +41,5 @@ export function float32Bytes(values: Float32Array): Buffer {
 
 /** Image `index` of the bundle's test slice as a request tensor: [H, W], raw float32 bytes. */
 export function sliceTensor(slice: TestSlice, index: number, bundle: Pick<Bundle, 'input'>): { shape: number[]; raw: Buffer } {
-  return { shape: [bundle.input.height, bundle.input.width], raw: float32Bytes(pixelsToInput(slicePixels(slice, index), bundle)) };
+  return { shape: [bundle.input.height, bundle.input.width], raw: float32Bytes(pixelsToInput(slicePixels(slice, index), bundle.input)) };
 }

@@ -1,8 +1,7 @@
 import { Cascade } from '../services/cascade/cascade.js';
 import type { StageTable } from '../services/cascade/calibration.js';
-import type { Bundle } from '../services/common/bundle.js';
+import { type Bundle, pixelsToInput } from '../services/common/bundle.js';
 import { silentLogger } from '../services/common/logger.js';
-import { pixelsToInput } from '../services/common/testSlice.js';
 import { EncoderSession } from '../services/encoder/session.js';
 import type { LabelledImages } from './fashionMnist.js';
 import { progressBar } from './progress.js';
@@ -25,7 +24,7 @@ export async function buildStageTable(bundle: Bundle, data: LabelledImages, labe
   try {
     for (let first = 0; first < data.count; first += BATCH) {
       const n = Math.min(BATCH, data.count - first);
-      const out = await session.run(pixelsToInput(data.images.subarray(first * px, (first + n) * px), bundle), n);
+      const out = await session.run(pixelsToInput(data.images.subarray(first * px, (first + n) * px), bundle.input), n);
       for (let i = 0; i < n; i++) {
         cascade.allStages(out.subarray(i * d, (i + 1) * d)).forEach((s, k) => {
           top[(first + i) * K + k] = s.topProbability;

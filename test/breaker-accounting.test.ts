@@ -6,7 +6,7 @@ import { startCascade } from '../services/cascade/server.js';
 import { loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { silentLogger } from '../services/common/logger.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { startEncoder } from '../services/encoder/server.js';
 import { outcome, tally, waitFor } from './helpers/load.js';

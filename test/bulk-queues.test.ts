@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
 import { classify, sliceTensor } from '../cli/clients.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { delta, scrape } from './helpers/prom.js';
 

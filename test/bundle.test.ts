@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
-import { type Bundle, DEFAULT_MODEL_DIR, loadBundle } from '../services/common/bundle.js';
-import { loadTestSlice, pixelsToInput, type TestSlice } from '../services/common/testSlice.js';
+import { type Bundle, DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../services/common/bundle.js';
+import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 
 // The shipped bundles, checked against what PyTorch computed when it wrote them.
 describe.each([DEFAULT_MODEL_DIR, join(DEFAULT_MODEL_DIR, '..', 'fashion-mnist-mrl-e')])('model bundle %s', (dir) => {
@@ -20,7 +20,7 @@ describe.each([DEFAULT_MODEL_DIR, join(DEFAULT_MODEL_DIR, '..', 'fashion-mnist-m
 
   async function embed(first: number, count: number): Promise<Float32Array> {
     const pixels = slice.images.subarray(first * 784, (first + count) * 784);
-    const input = new ort.Tensor('float32', pixelsToInput(pixels, bundle), [count, 1, 28, 28]);
+    const input = new ort.Tensor('float32', pixelsToInput(pixels, bundle.input), [count, 1, 28, 28]);
     const out = await session.run({ [bundle.input.name]: input });
     return out[bundle.outputName]!.data as Float32Array;
   }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import type { Evaluation } from '../cli/evaluate.js';
 import { startMesh } from './helpers/mesh.js';
 

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { waitFor } from './helpers/prometheusServer.js';

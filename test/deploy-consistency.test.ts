@@ -12,10 +12,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { readThresholdsFile } from '../services/cascade/thresholds.js';
-import { DEFAULT_MODEL_DIR, loadBundle } from '../services/common/bundle.js';
+import { DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../services/common/bundle.js';
 import type { Env } from '../services/common/config.js';
 import { silentLogger } from '../services/common/logger.js';
-import { loadTestSlice, pixelsToInput } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { EncoderSession } from '../services/encoder/session.js';
 import { find, type K8sObject, OVERLAYS, readRules, renderOverlay, ROOT, selects } from './helpers/deploy.js';
@@ -304,7 +304,7 @@ describe('the calibrated average dimension in the rules', () => {
     const slice = await loadTestSlice(bundle);
     const session = await EncoderSession.create(bundle, { executionProviders: ['cpu'], intraOpThreads: 1 }, silentLogger);
     try {
-      const embeddings = await session.run(pixelsToInput(slice.images, bundle), slice.count);
+      const embeddings = await session.run(pixelsToInput(slice.images, bundle.input), slice.count);
       const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
       const d = bundle.embeddingDim;
       let sum = 0;

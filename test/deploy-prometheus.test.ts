@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
-import { loadTestSlice, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 import {
   dashboardQueries,
   exportedNames,

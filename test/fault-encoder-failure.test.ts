@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { closedLoop, late, tally, waitFor } from './helpers/load.js';
 import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';

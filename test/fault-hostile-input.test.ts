@@ -9,7 +9,7 @@ import type { ClassifierClient } from '../services/common/generated/mrl/v1/Class
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
-import { loadTestSlice, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { type HostileCase, hostileCases, type ImageSamples, pngDeclaring } from './helpers/hostile.js';
 import { killAll, peakRssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';

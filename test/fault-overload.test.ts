@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { closedLoop, late, type Outcome, outcome, percentile, tally } from './helpers/load.js';
 import { killAll, peakRssBytes, rssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { watchHealth } from './helpers/healthWatch.js';
 import { type Outcome, outcome, tally, waitFor } from './helpers/load.js';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { StatusError } from '../services/common/statusError.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { Batcher } from '../services/common/batcher.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import { late, outcome, tally, waitFor } from './helpers/load.js';

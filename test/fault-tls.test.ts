@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { makeTestPki, pem, type TestPki } from './helpers/certs.js';
 import { healthCheck } from './helpers/health.js';
 import { outcome } from './helpers/load.js';

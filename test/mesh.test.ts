@@ -7,7 +7,7 @@ import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';
-import { loadTestSlice, slicePixels, type TestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
 import { healthCheck } from './helpers/health.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { delta, scrape } from './helpers/prom.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice } from '../services/common/testSlice.js';
+import { loadTestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { scrape } from './helpers/prom.js';
 

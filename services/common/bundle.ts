@@ -17,6 +17,13 @@ export interface InputSpec {
   offset: number;
 }
 
+/** Pixel bytes → the encoder's float input (byte × scale + offset), for decoded images and test slices alike. */
+export function pixelsToInput(pixels: Uint8Array, { scale, offset }: InputSpec): Float32Array {
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * scale + offset;
+  return out;
+}
+
 /** One linear classifier: `weight` is classes × size, row-major. */
 export interface LinearHead {
   size: number;

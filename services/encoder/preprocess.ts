@@ -1,7 +1,6 @@
 import sharp from 'sharp';
-import type { InputSpec } from '../common/bundle.js';
+import { type InputSpec, pixelsToInput } from '../common/bundle.js';
 import { type StatusError, invalidArgument } from '../common/statusError.js';
-import { pixelsToInput } from '../common/testSlice.js';
 import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../common/tensorChecks.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
@@ -39,7 +38,7 @@ export async function imageToInput(bytes: Buffer, spec: InputSpec, maxPixels: nu
     throw invalidArgument(`image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
   }
   if (pixels.length !== spec.width * spec.height) throw invalidArgument('image did not decode to one grayscale channel');
-  return pixelsToInput(pixels, { input: spec });
+  return pixelsToInput(pixels, spec);
 }
 
 /** The shapes a tensor for one image may take: [H, W], [1, H, W] or [1, 1, H, W]. */

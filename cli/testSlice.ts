@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Bundle, BundleError } from './bundle.js';
+import { type Bundle, BundleError } from '../services/common/bundle.js';
 
 /** The bundle's small, versioned slice of the test split: uint8 images and their labels. */
 export interface TestSlice {
@@ -30,14 +30,6 @@ export async function loadTestSlice(bundle: Bundle): Promise<TestSlice> {
   if (images.length !== meta.count * pixels || labels.length !== meta.count)
     throw new BundleError(bundle.dir, `${meta.file} is shorter than test_slice describes`);
   return { count: meta.count, height: bundle.input.height, width: bundle.input.width, images, labels };
-}
-
-/** Pixel bytes → the encoder's float input (byte × scale + offset), for slices and decoded images alike. */
-export function pixelsToInput(pixels: Uint8Array, bundle: Pick<Bundle, 'input'>): Float32Array {
-  const out = new Float32Array(pixels.length);
-  const { scale, offset } = bundle.input;
-  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * scale + offset;
-  return out;
 }
 
 /** Image `index` of the slice as pixel bytes. */
