@@ -42,6 +42,9 @@ export function markdownReport(r: BenchResult): string {
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.heads.map((h) => `| ${h.kind} | ${f(h.avg_dimension, 1)} | ${f(h.cascade_us_per_request)} | ${f(h.full_us_per_request)} | ${f(h.time_ratio, 3)} | ${f(h.dimension_ratio, 3)} |`),
     '',
+    `Unary Classify ÷ echo at c=${r.unary_rounds.concurrency}, by round (each pair measured back to back): ` +
+      `${r.unary_rounds.classify_rps.map((rps, i) => f(rps / r.unary_rounds.echo_rps[i]!, 2)).join(', ')}; the ratio below is their median.`,
+    '',
     '| ratio | value |',
     '| --- | ---: |',
     ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${f(v, 2)} |`),

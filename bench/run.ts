@@ -6,6 +6,7 @@
  *   the saturated rate, with the cascade policy and with the full-size (no-cascade) baseline;
  * - head compute for a synthetic L = 1000, d = 2048 bundle, cascade against full size.
  * Load comes from separate client processes. Results: bench/results/latest.{json,md}.
+ * The unary ratio (Classify ÷ echo at c=64) is the median of `--rounds` (3) back-to-back pairs.
  * `--quick` runs a short smoke version (`--out DIR` writes elsewhere); `--set MRL_X=v` tunes the mesh.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadBundle } from '../services/common/bundle.js';
+import { percentile } from '../test/helpers/load.js';
 import { delta, scrape } from '../test/helpers/prom.js';
 import { type HeadTimeResult, headTimeBenchmark } from './headTime.js';
 import type { LoadResult, LoadSpec } from './loadClient.js';
@@ -48,6 +50,12 @@ export interface BenchResult {
   bulk: MeshPoint;
   /** ClassifyBatch calls, `spec.batch` images packed in one tensor each. */
   bulk_packed: MeshPoint;
+  /**
+   * The unary target's two points, echo and Classify at the same concurrency, measured back to
+   * back in each round (the first round is the sweeps' own points): its ratio is their median
+   * (nearest rank: the lower middle of an even count).
+   */
+  unary_rounds: { concurrency: number; echo_rps: number[]; classify_rps: number[] };
   heads: HeadTimeResult[];
   peak_rss_bytes: { encoder: number; cascade: number };
   ratios: Record<string, number>;
@@ -74,6 +82,8 @@ async function main(): Promise<void> {
       out: { type: 'string', default: fileURLToPath(new URL('./results', import.meta.url)) },
       // `--set MRL_X=value` (repeatable): a service setting for both mesh processes, to compare tunings.
       set: { type: 'string', multiple: true, default: [] },
+      // Rounds of the unary ratio's two points (default 3; 2 with --quick).
+      rounds: { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -86,6 +96,9 @@ async function main(): Promise<void> {
   );
   const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 4000 };
   const sweep = quick ? [1, 8] : [1, 8, 64, 256];
+  const rounds = Number(values.rounds ?? (quick ? 2 : 3));
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a whole number of at least 1, got ${values.rounds}`);
+  const c64 = quick ? 8 : 64;
   const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
   const bundle = await loadBundle();
 
@@ -109,8 +122,9 @@ async function main(): Promise<void> {
   const echoServer = spawnTs('bench/echoServer.ts', {}, (l) => typeof l.port === 'number');
   const echoPort = (await echoServer.ready).port as number;
   const echo: LoadResult[] = [];
-  for (const c of sweep) echo.push(await runInChild<LoadResult>(CLIENT, { ...spec(`127.0.0.1:${echoPort}`, 'echo', c), servers: { echo: echoServer.child.pid! } }));
-  await echoServer.stop();
+  const at = <T extends { spec: LoadSpec }>(points: T[], c: number) => points.find((p) => p.spec.concurrency === c) ?? points.at(-1)!;
+  const runEcho = (c: number) => runInChild<LoadResult>(CLIENT, { ...spec(`127.0.0.1:${echoPort}`, 'echo', c), servers: { echo: echoServer.child.pid! } });
+  for (const c of sweep) echo.push(await runEcho(c));
 
   log('mesh');
   const mesh = await startMesh(settings);
@@ -128,6 +142,12 @@ async function main(): Promise<void> {
   for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
   const full: MeshPoint[] = [];
   for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
+  // Run-to-run spread on a shared machine is wide: more rounds of the unary ratio, each pair back to back.
+  const unaryRounds = { concurrency: c64, echo_rps: [at(echo, c64).rps], classify_rps: [at(cascade, c64).rps] };
+  for (let i = 1; i < rounds; i++) {
+    unaryRounds.echo_rps.push((await runEcho(c64)).rps);
+    unaryRounds.classify_rps.push((await measure(spec(cascadeTarget, 'classify', c64))).rps);
+  }
   const bulkBatch = quick ? 8 : 64;
   const bulk = await measure({ ...spec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
   const bulkPacked = await measure({ ...spec(cascadeTarget, 'classify-packed', quick ? 2 : 4), batch: bulkBatch });
@@ -136,12 +156,12 @@ async function main(): Promise<void> {
   const peak = { encoder: peakRssBytes(mesh.encoder.pid), cascade: peakRssBytes(mesh.cascade.pid) };
   await mesh.cascade.stop();
   await mesh.encoder.stop();
+  await echoServer.stop();
 
   log('head compute, L = 1000, d = 2048');
   const heads = (['mrl', 'mrl-e'] as const).map((k) => headTimeBenchmark(k, 1000, 2048, quick ? 40 : 400));
 
-  const at = <T extends { spec: LoadSpec }>(points: T[], c: number) => points.find((p) => p.spec.concurrency === c) ?? points.at(-1)!;
-  const c64 = quick ? 8 : 64;
+  const unaryRatios = unaryRounds.classify_rps.map((rps, i) => rps / unaryRounds.echo_rps[i]!);
   const rawAt = (b: number, points = raw) => points.find((p) => p.batch === b)?.images_per_second ?? NaN;
   const result: BenchResult = {
     date: new Date().toISOString(),
@@ -157,10 +177,11 @@ async function main(): Promise<void> {
     open_loop: openLoop,
     bulk,
     bulk_packed: bulkPacked,
+    unary_rounds: unaryRounds,
     heads,
     peak_rss_bytes: peak,
     ratios: {
-      [`unary_classify_c${c64}_over_echo`]: at(cascade, c64).rps / at(echo, c64).rps,
+      [`unary_classify_c${c64}_over_echo`]: percentile(unaryRatios, 50),
       [`full_policy_c${c64}_over_echo`]: at(full, c64).rps / at(echo, c64).rps,
       // What the unary ratio can reach where both points keep the cores busy: CPU per answer, echo ÷ mesh.
       [`echo_cpu_per_answer_over_classify_c${c64}`]: at(echo, c64).cpu_ms_per_answer / at(cascade, c64).cpu_ms_per_answer,
