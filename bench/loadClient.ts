@@ -6,7 +6,7 @@ import { loadMrlProtos } from '../services/common/protos.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { percentile } from '../test/helpers/load.js';
 import { ECHO_SERVICE } from './echoServer.js';
-import { cpuSeconds } from './procStats.js';
+import { cpuSeconds, machineTicks, mainThreadCpuSeconds } from './procStats.js';
 
 /** One load point, run in its own process so the client's CPU is separate and measurable. */
 export interface LoadSpec {
@@ -41,6 +41,10 @@ export interface LoadResult {
   client_cpu_seconds: number;
   /** Each of `spec.servers`' CPU seconds over the measured window. */
   server_cpu_seconds: Record<string, number>;
+  /** The same, of each server's main thread alone: the rest is its other threads (an inference worker, GC helpers). */
+  server_main_thread_cpu_seconds: Record<string, number>;
+  /** Share of all the machine's cores idle over the measured window (whatever else runs on it counts as busy). */
+  machine_idle_share: number;
   /** Cores busy over the measured window, client and servers together: near the machine's count, the point is CPU-bound. */
   cores_busy: number;
   /** CPU ms of client and servers together per answer measured. */
@@ -138,8 +142,9 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const measureFrom = start + spec.warmupMs;
   const end = measureFrom + spec.durationMs;
   let cpuAt: NodeJS.CpuUsage | undefined;
-  const serverCpu = () => Object.fromEntries(Object.entries(spec.servers ?? {}).map(([name, pid]) => [name, cpuSeconds(pid)]));
-  let serverCpuAt: Record<string, number> = {};
+  const perServer = (read: (pid: number) => number) => Object.fromEntries(Object.entries(spec.servers ?? {}).map(([name, pid]) => [name, read(pid)]));
+  const serverCpu = () => ({ all: perServer(cpuSeconds), main: perServer(mainThreadCpuSeconds), machine: machineTicks() });
+  let serverCpuAt: ReturnType<typeof serverCpu> | undefined;
   let cpuFrom = measureFrom; // when the CPU readings start: the timer may fire late on a busy loop
   let n = 0;
   const one = async () => {
@@ -186,7 +191,9 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     await Promise.all(inflight);
   }
   const cpu = process.cpuUsage(cpuAt);
-  const servers = Object.fromEntries(Object.entries(serverCpu()).map(([name, s]) => [name, s - serverCpuAt[name]!]));
+  const serverCpuEnd = serverCpu();
+  const since = (end: Record<string, number>, start: Record<string, number>) => Object.fromEntries(Object.entries(end).map(([name, s]) => [name, s - start[name]!]));
+  const servers = since(serverCpuEnd.all, serverCpuAt!.all);
   const cpuWindow = (performance.now() - cpuFrom) / 1000;
   const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
   const clientCpu = (cpu.user + cpu.system) / 1e6;
@@ -204,6 +211,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     avg_dimension: dimCount ? dims / dimCount : null,
     client_cpu_seconds: clientCpu,
     server_cpu_seconds: servers,
+    server_main_thread_cpu_seconds: since(serverCpuEnd.main, serverCpuAt!.main),
+    machine_idle_share: (serverCpuEnd.machine.idle - serverCpuAt!.machine.idle) / (serverCpuEnd.machine.total - serverCpuAt!.machine.total),
     cores_busy: totalCpu / cpuWindow,
     cpu_ms_per_answer: (1000 * totalCpu) / items,
   };

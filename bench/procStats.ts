@@ -2,12 +2,26 @@ import { readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** User + system CPU seconds a process has used so far (Linux /proc). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** User + system CPU seconds in a /proc stat file (a process's, or one thread's). */
+function statCpuSeconds(path: string): number {
+  const stat = readFileSync(path, 'utf8');
   // Fields after the command name (which may hold spaces) start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** User + system CPU seconds a process has used so far, all its threads, ended ones included (Linux /proc). */
+export const cpuSeconds = (pid: number): number => statCpuSeconds(`/proc/${pid}/stat`);
+
+/** The same for its main thread alone (where a Node process runs its JavaScript and I/O). */
+export const mainThreadCpuSeconds = (pid: number): number => statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+
+/** The machine's CPU time so far, all cores, in ticks: idle (iowait included) and in all (/proc/stat). */
+export function machineTicks(): { idle: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal; guest time is already counted in user.
+  const ticks = fields.slice(0, 8);
+  return { idle: ticks[3]! + ticks[4]!, total: ticks.reduce((a, b) => a + b, 0) };
 }
 
 /** A `VmXxx: N kB` line of /proc/<pid>/status, in bytes. */

@@ -19,7 +19,7 @@ import { percentile } from '../test/helpers/load.js';
 import { delta, scrape } from '../test/helpers/prom.js';
 import { type HeadTimeResult, headTimeBenchmark } from './headTime.js';
 import type { LoadResult, LoadSpec } from './loadClient.js';
-import { spawnService } from '../test/helpers/processes.js';
+import { MESH_INTRA_OP_THREADS, parseSettings, startMesh } from './mesh.js';
 import { runInChild, spawnTs } from './processes.js';
 import { peakRssBytes } from './procStats.js';
 import { type RawPoint, rawEncoderThroughput } from './rawEncoder.js';
@@ -61,20 +61,6 @@ export interface BenchResult {
   ratios: Record<string, number>;
 }
 
-/**
- * onnxruntime's threads in the mesh's encoder: one, as on 2 cores shared with gRPC and the client
- * a second intra-op thread keeps waiting for whichever core is busy, and both the bulk path and
- * Classify measured faster with one.
- */
-const MESH_INTRA_OP_THREADS = '1';
-
-/** The mesh as separate processes on loopback. */
-async function startMesh(settings: Record<string, string>) {
-  const encoder = await spawnService('encoder', { MRL_INTRA_OP_THREADS: MESH_INTRA_OP_THREADS, ...settings });
-  const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...settings });
-  return { encoder, cascade };
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -87,13 +73,7 @@ async function main(): Promise<void> {
     },
   });
   const quick = values.quick;
-  const settings = Object.fromEntries(
-    values.set.map((kv) => {
-      const m = /^(MRL_[A-Z0-9_]+)=(.*)$/.exec(kv);
-      if (!m) throw new Error(`--set takes MRL_NAME=value, got ${kv}`);
-      return [m[1]!, m[2]!];
-    }),
-  );
+  const settings = parseSettings(values.set);
   const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 4000 };
   const sweep = quick ? [1, 8] : [1, 8, 64, 256];
   const rounds = Number(values.rounds ?? (quick ? 2 : 3));
