@@ -116,7 +116,7 @@ describe('hostile input', () => {
     );
     console.log(`hostile corpus: ${n} requests`, JSON.stringify(Object.fromEntries([...kinds].sort())));
     expect(n).toBeGreaterThanOrEqual(1000);
-    expect(kinds.size).toBe(18);
+    expect(kinds.size).toBe(19);
 
     // Each refusal was counted once where it was answered: the cascade's own and the ones the
     // encoder answered for it. Oversized messages never reach a handler. No breaker trips.
@@ -149,6 +149,20 @@ describe('hostile input', () => {
     const growth = peakRssBytes(encoder.pid) - peakBefore;
     console.log(`bombs (${realBomb.length}-byte PNG of 5000x5000): encoder peak RSS grew ${Math.round(growth / 2 ** 20)} MiB`);
     expect(growth).toBeLessThan(25 * 2 ** 20);
+  });
+
+  it('an image the model overflows on fails alone in a packed ClassifyBatch; its neighbours are answered', async () => {
+    const good = sliceTensor(slice, 0, bundle).raw;
+    const huge = Buffer.alloc(good.length);
+    for (let i = 0; i < huge.length; i += 4) huge.writeFloatLE(-2e38, i);
+    const res = await new Promise<{ results: { code: number; message: string; response?: { class_index: number } | null }[] }>((resolve, reject) =>
+      classifier.ClassifyBatch({ images: { shape: [3, 28, 28], raw: Buffer.concat([good, huge, good]) } }, (err, r) => (err ? reject(err) : resolve(r as never))),
+    );
+    expect(res.results.map((r) => r.code)).toEqual([0, 3, 0]);
+    expect(res.results[1]!.message).toBe(
+      'input gave a non-finite embedding: its values are far outside the 0 to 1 the model takes (pixel byte × scale + offset)',
+    );
+    expect(res.results[0]!.response!.class_index).toBe(res.results[2]!.response!.class_index);
   });
 
   it('afterwards both still serve, and a valid image gets the right answer', async () => {

@@ -12,6 +12,7 @@ import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
 import { imageToInput, prefix, tensorToInput } from './preprocess.js';
 import { packedImages } from '../common/tensorChecks.js';
+import { firstNonFinite } from '../common/finite.js';
 
 export interface EncoderServiceDeps {
   bundle: Bundle;
@@ -46,6 +47,18 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     return dimension;
   };
   const mapError = baseErrorMapper(deps.logger);
+  // Inputs far outside the range the model takes overflow it (a 28×28 tensor of 1e38 gives NaN):
+  // such an embedding is refused, not classified into a meaningless answer.
+  const { scale, offset } = bundle.input;
+  const overflow = invalidArgument(
+    `input gave a non-finite embedding: its values are far outside the ${offset} to ${Number((255 * scale + offset).toPrecision(6))} the model takes (pixel byte × scale + offset)`,
+  );
+  /** One input's full embedding, through the shared batch queue. */
+  const embed = async (input: Float32Array, signal: AbortSignal): Promise<Float32Array> => {
+    const embedding = await deps.batcher.submit(input, signal);
+    if (firstNonFinite(embedding) >= 0) throw overflow;
+    return embedding;
+  };
 
   /**
    * Every input (or packed image) joins the shared batch queue on its own; one bad input fails
@@ -60,12 +73,12 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     let settled: PromiseSettledResult<Float32Array>[];
     if (req.images) {
       const images = packedImages(req.images, bundle.input, deps.maxBatchInputs);
-      settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : deps.batcher.submit(x, signal))));
+      settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : embed(x, signal))));
     } else {
       if (req.inputs.length === 0) throw invalidArgument('inputs is empty');
       if (req.inputs.length > deps.maxBatchInputs)
         throw invalidArgument(`${req.inputs.length} inputs is more than the ${deps.maxBatchInputs} one EncodeBatch call may carry`);
-      settled = await Promise.allSettled(req.inputs.map(async (input) => deps.batcher.submit(await requestInput(input, deps), signal)));
+      settled = await Promise.allSettled(req.inputs.map(async (input) => embed(await requestInput(input, deps), signal)));
     }
     const n = settled.length;
     const rows = new Float32Array(n * dimension);
@@ -82,7 +95,7 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
 
   const encode = async (req: EncodeRequest__Output, signal: AbortSignal): Promise<EncodeResponse> => {
     const dimension = dimensionOf(req.dimension);
-    const embedding = await deps.batcher.submit(await requestInput(req, deps), signal);
+    const embedding = await embed(await requestInput(req, deps), signal);
     return {
       embedding: Array.from(prefix(embedding, dimension, req.normalize)),
       full_dimension: bundle.embeddingDim,

@@ -129,6 +129,16 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
         message: `tensor value ${first} is ${bad}; values must be finite`,
       };
     });
+  // Finite, but so large that the model overflows: refused once the encoder sees its embedding.
+  const overflowingTensor = fc
+    .tuple(shapeArb, fc.float({ min: Math.fround(1e38), max: Math.fround(3.4e38), noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.boolean())
+    .map(([shape, v, negative, asRaw]) => {
+      const values = new Array<number>(pixels).fill(negative ? -v : v);
+      return {
+        input: { tensor: asRaw ? { shape, raw: rawOf(values) } : { shape, values } },
+        message: /^input gave a non-finite embedding: its values are far outside the -?[\d.e+-]+ to -?[\d.e+-]+ the model takes \(pixel byte × scale \+ offset\)$/,
+      };
+    });
   const emptyImage = fc.constant({ input: { image: Buffer.alloc(0) }, message: 'image is empty' });
   const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
   const notImage = fc
@@ -261,6 +271,7 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
     inputFault('tensor raw bytes not matching the shape', wrongRaw),
     inputFault('tensor with both or neither of values and raw', bothOrNeither),
     inputFault('NaN or Infinity in a tensor', nonFiniteTensor),
+    inputFault('tensor values so large the model overflows', overflowingTensor),
     inputFault('empty image', emptyImage),
     inputFault('bytes that are not an image', notImage),
     inputFault('truncated PNG or JPEG', truncated),
