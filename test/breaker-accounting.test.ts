@@ -65,7 +65,8 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
     ['cancels', 'times out'],
   ] as const) {
     it(`a shared call abandoned by two callers, the first of which ${first} and the second ${second}: one failure, for the timeout`, async () => {
-      mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1500' });
+      // The caller that times out gives the encoder about 270 ms: well over this floor.
+      mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1500', MRL_BREAKER_MIN_TIMEOUT_MS: '100' });
       const m = mesh;
       await classify(m.classifier, { tensor });
       const before = await scrape(m.cascade.metricsPort);
@@ -89,7 +90,7 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
   it('half-open, a probe its caller cancelled opens it again instead of closing it', async () => {
     mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
     const m = mesh;
-    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 200)).code).toBe(status.DEADLINE_EXCEEDED);
+    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 400)).code).toBe(status.DEADLINE_EXCEEDED);
     await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
     await waitFor('the breaker to go half-open', async () => (await breakerState(m)) === 1, 5_000);
     const cancelled = new Promise<ServiceError>((resolve) => {
@@ -100,6 +101,37 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
     // A cancel says nothing of the encoder's health: counted as a success it would have closed the breaker.
     await waitFor('the probe to settle', async () => (await breakerState(m)) !== 1, 5_000);
     expect(await breakerState(m)).toBe(2);
+  });
+});
+
+describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', () => {
+  /** Ten unary calls one after another and a packed ClassifyBatch of 256 images, each given 100 ms by a 300 ms encoder. */
+  const impatient = async (m: TestMesh) => {
+    for (let i = 0; i < 10; i++) expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100)).code).toBe(status.DEADLINE_EXCEEDED);
+    const images = { shape: [256, 28, 28], raw: Buffer.concat(new Array<Buffer>(256).fill(tensor.raw)) };
+    const code = await new Promise<status>((resolve) => m.classifier.ClassifyBatch({ images }, { deadline: Date.now() + 100 }, (err) => resolve(err?.code ?? status.OK)));
+    expect(code).toBe(status.DEADLINE_EXCEEDED);
+  };
+
+  it('time out without opening the breaker for everyone, however many there are', async () => {
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '300' });
+    const m = mesh;
+    await classify(m.classifier, { tensor });
+    const before = await scrape(m.cascade.metricsPort);
+    await impatient(m);
+    // Let every abandoned encoder call end and be counted (each would within the 300 ms delay).
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(events(before, await scrape(m.cascade.metricsPort)).failure).toBe(0);
+    expect(await breakerState(m)).toBe(0);
+    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 5_000)).code).toBe(status.OK);
+  });
+
+  it('open it when the floor is 0: then every timeout counts against the encoder', async () => {
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '300', MRL_BREAKER_MIN_TIMEOUT_MS: '0' });
+    const m = mesh;
+    await classify(m.classifier, { tensor });
+    await impatient(m).catch(() => {}); // once it opens, calls fail fast with UNAVAILABLE instead
+    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
   });
 });
 

@@ -30,6 +30,8 @@ beforeAll(async () => {
     MRL_ENCODER_TIMEOUT_MS: String(DEFAULT_TIMEOUT_MS),
     // This test is about deadlines; the breaker has its own.
     MRL_BREAKER_VOLUME: '1000',
+    // The breaker tests' 300 ms callers give the encoder about 270 ms: well over this floor.
+    MRL_BREAKER_MIN_TIMEOUT_MS: '100',
   });
   client = classifierClient(`127.0.0.1:${cascade.port}`);
   // Connect and warm the client (an embedding needs no encoder), so timings start warm.
@@ -144,7 +146,7 @@ describe('a shared encoder call abandoned through timeouts', () => {
 describe('a hung encoder behind shared encoder calls', () => {
   it('requests that time out count against the breaker, which opens and then fails fast', async () => {
     // Default breaker volume (5 failures in the window); 12 requests share one or two encoder calls.
-    const guarded = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` });
+    const guarded = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, MRL_BREAKER_MIN_TIMEOUT_MS: '100' });
     const c = classifierClient(`127.0.0.1:${guarded.port}`);
     try {
       const first = await Promise.all(Array.from({ length: 12 }, () => outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300)));

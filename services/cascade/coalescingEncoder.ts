@@ -5,7 +5,7 @@ import type { InputSpec } from '../common/bundle.js';
 import type { Tensor, Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 import { packedRange } from '../common/tensorChecks.js';
 import { StatusError } from '../common/statusError.js';
-import type { EncoderClient } from './encoderClient.js';
+import { type EncoderClient, ShortDeadline } from './encoderClient.js';
 import type { CascadeMetrics } from './metrics.js';
 
 export interface CoalescingOptions {
@@ -94,12 +94,18 @@ export class CoalescingEncoder {
         const packed = jobs[0]!.images;
         const images = (which: (job: Job) => boolean) => jobs.reduce((n, j) => n + (which(j) ? j.count : 0), 0);
         const count = images(() => true);
-        const timedOut = () => images((j) => isDeadline(j.gone.reason));
+        const sentAt = Date.now();
+        const timedOut = (j: Job) => isDeadline(j.gone.reason);
+        // A timeout is the encoder's failure only if the encoder had the request long enough; a
+        // shorter deadline was the caller's own budget.
+        const failedLate = (j: Job) => timedOut(j) && j.deadline.getTime() - sentAt >= this.#encoder.minTimeoutMs;
         metrics.encoderBatchSize.observe(count);
-        // Abandoned, the call fails with DEADLINE_EXCEEDED if any of its jobs timed out (the
-        // breaker counts it), with CANCELLED only if every caller cancelled (it does not).
+        // Abandoned, the call fails with DEADLINE_EXCEEDED if any of its jobs timed out: one the
+        // breaker counts if a job gave the encoder long enough, a ShortDeadline (not counted) if
+        // none did; with CANCELLED only if every caller cancelled (not counted either).
         const abandon = new AbortController();
-        abandoned.addEventListener('abort', () => abandon.abort(timedOut() > 0 ? deadlineExceeded() : abandoned.reason), { once: true });
+        const abandonReason = () => (images(failedLate) > 0 ? deadlineExceeded() : images(timedOut) > 0 ? new ShortDeadline() : abandoned.reason);
+        abandoned.addEventListener('abort', () => abandon.abort(abandonReason()), { once: true });
         let rows: Rows[];
         try {
           rows = packed
@@ -107,16 +113,18 @@ export class CoalescingEncoder {
             : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandon.signal)).map((row) => [row]);
         } catch (err) {
           // The call counted once; its other inputs count the same, but for those whose callers
-          // cancelled: they told nothing of the encoder.
-          this.#encoder.recordInputs(images((j) => !j.gone.aborted || isDeadline(j.gone.reason)) - 1, err);
+          // cancelled or timed out within a short budget: they told nothing of the encoder, and
+          // neither did a call that ended so.
+          if (!(err instanceof ShortDeadline)) this.#encoder.recordInputs(images((j) => !j.gone.aborted || failedLate(j)) - 1, err);
           throw err;
         }
         // The call counted once as an answer; so do its other inputs still waited for. Inputs that
-        // timed out once sent are failures; cancelled ones, and any that timed out still queued
-        // (never sent), count neither way.
+        // timed out once sent, having given the encoder long enough, are failures; cancelled ones,
+        // those that timed out sooner, and any that timed out still queued (never sent) count
+        // neither way.
         this.#encoder.recordInputs(images((j) => !j.gone.aborted) - 1);
         // Built only when needed: an Error captures a stack, and most calls have no late input.
-        const late = timedOut();
+        const late = images(failedLate);
         if (late > 0) this.#encoder.recordInputs(late, deadlineExceeded());
         return rows;
       },

@@ -50,7 +50,11 @@ export interface CascadeConfig {
   thresholdsFile?: string;
   /** MRL_THRESHOLDS_POLL_MS: how often the thresholds file is checked, ms (default 1000). */
   thresholdsPollMs: number;
-  /** MRL_BREAKER_ERROR_PERCENT, MRL_BREAKER_VOLUME, MRL_BREAKER_RESET_MS, MRL_BREAKER_WINDOW_MS (50, 5, 5000, 10000). */
+  /**
+   * MRL_BREAKER_ERROR_PERCENT, MRL_BREAKER_VOLUME, MRL_BREAKER_RESET_MS, MRL_BREAKER_WINDOW_MS (50, 5, 5000, 10000);
+   * MRL_BREAKER_MIN_TIMEOUT_MS (200): a request that times out counts against the encoder only if
+   * the encoder had it at least this long.
+   */
   breaker: BreakerOptions;
   /** MRL_MAX_MESSAGE_BYTES: largest request or encoder response accepted (default 4194304). */
   maxMessageBytes: number;
@@ -90,6 +94,7 @@ export function cascadeConfig(env: Env): CascadeConfig {
       volumeThreshold: r.int('MRL_BREAKER_VOLUME', 5, 1, 1_000_000),
       resetTimeoutMs: r.int('MRL_BREAKER_RESET_MS', 5000, 10, 3_600_000),
       rollingWindowMs: r.int('MRL_BREAKER_WINDOW_MS', 10_000, 100, 3_600_000),
+      minTimeoutMs: r.int('MRL_BREAKER_MIN_TIMEOUT_MS', 200, 0, 3_600_000),
     },
     maxMessageBytes,
     maxBatchRequests: r.int('MRL_MAX_BATCH_REQUESTS', 1024, 1, 1_000_000),

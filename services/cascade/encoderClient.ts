@@ -16,6 +16,12 @@ export interface BreakerOptions {
   resetTimeoutMs: number;
   /** Rolling statistics window, ms (default 10000). */
   rollingWindowMs: number;
+  /**
+   * A request that times out counts as an encoder failure only if the encoder had it at least
+   * this long, ms (default 200): a shorter deadline is the caller's own budget, and a few impatient
+   * callers must not open the breaker for everyone.
+   */
+  minTimeoutMs: number;
 }
 
 export interface EncoderClientOptions {
@@ -34,6 +40,13 @@ export interface EncoderClientOptions {
 
 /** Encoder answers that are the caller's doing, not the encoder's health: they never trip the breaker. */
 const CALLER_CODES = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED, grpc.status.CANCELLED]);
+
+/** A timeout that came within the caller's own short budget (under `minTimeoutMs`): it says nothing of the encoder's health. */
+export class ShortDeadline extends StatusError {
+  constructor() {
+    super(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded waiting for the encoder');
+  }
+}
 
 /** An encoder failure (of a call, or of one input) as the cascade reports it: the encoder's own validation messages pass through. */
 function encoderStatus(err: { code: grpc.status; details: string }): StatusError {
@@ -57,6 +70,8 @@ export interface EncoderClient {
    * this records `inputs` more outcomes for the rest of its inputs: answered, or failed with `error`.
    */
   recordInputs(inputs: number, error?: unknown): void;
+  /** See BreakerOptions.minTimeoutMs. */
+  readonly minTimeoutMs: number;
   close(): void;
 }
 
@@ -108,8 +123,12 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     resetTimeout: options.breaker.resetTimeoutMs,
     rollingCountTimeout: options.breaker.rollingWindowMs,
     // opossum counts a filtered error as a success, and one success closes a half-open breaker: a
-    // probe its callers cancelled says nothing of the encoder's health, so it counts as a failure.
-    errorFilter: (err: unknown) => err instanceof StatusError && CALLER_CODES.has(err.code) && !(err.code === grpc.status.CANCELLED && breaker.halfOpen),
+    // probe its callers cancelled, or that timed out within their short budget, says nothing of the
+    // encoder's health, so it counts as a failure.
+    errorFilter: (err: unknown) => {
+      const uninformative = err instanceof ShortDeadline || (err instanceof StatusError && err.code === grpc.status.CANCELLED);
+      return err instanceof StatusError && (CALLER_CODES.has(err.code) || uninformative) && !(uninformative && breaker.halfOpen);
+    },
   });
   /** Outcomes beside a call's own, only while closed: open, the breaker fails fast; half-open, the next call to end decides. */
   const record = (inputs: number, outcome: () => Promise<unknown>) => {
@@ -134,13 +153,18 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
               // Abandoned, the call fails with the signal's reason: DEADLINE_EXCEEDED counts against
               // the breaker as the call's own deadline would have, CANCELLED does not.
               if (signal.aborted) return reject(signal.reason);
+              const budgetMs = deadline.getTime() - Date.now();
               const abandon = () => {
                 reject(signal.reason);
                 call.cancel();
               };
               const call = client.EncodeBatch(request, { deadline }, (err, res) => {
                 signal.removeEventListener('abort', abandon);
-                const failed = err ? encoderStatus(err) : (unusable(res!, count, request.dimension ?? 0, options.expect) ?? encoderFailed(res!, count));
+                const failed = err
+                  ? err.code === grpc.status.DEADLINE_EXCEEDED && budgetMs < options.breaker.minTimeoutMs
+                    ? new ShortDeadline()
+                    : encoderStatus(err)
+                  : (unusable(res!, count, request.dimension ?? 0, options.expect) ?? encoderFailed(res!, count));
                 if (failed) reject(failed);
                 else resolve(res!);
               });
@@ -149,6 +173,7 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
         ) as Promise<EncodeBatchResponse__Output>
       ).then((res) => batchRows(res, count)),
     recordInputs: (inputs, error) => record(inputs, () => (error === undefined ? Promise.resolve() : Promise.reject(error))),
+    minTimeoutMs: options.breaker.minTimeoutMs,
     close: () => {
       breaker.shutdown();
       client.close();
