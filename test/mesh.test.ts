@@ -9,6 +9,7 @@ import type { ClassifyBatchResponse__Output } from '../services/common/generated
 import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';
 import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
 import { healthCheck } from './helpers/health.js';
+import { listedServices, reflect } from './helpers/reflection.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { delta, scrape } from './helpers/prom.js';
 
@@ -33,6 +34,15 @@ beforeAll(async () => {
   }
 });
 afterAll(() => mesh.stop());
+
+describe('server reflection', () => {
+  it('lists on each port only the service it serves, and describes it', async () => {
+    expect(await listedServices(mesh.cascade.port)).toEqual(['mrl.v1.Classifier']);
+    expect(await listedServices(mesh.encoder.port)).toEqual(['mrl.v1.Encoder']);
+    const file = await reflect(mesh.encoder.port, { file_containing_symbol: 'mrl.v1.Encoder' });
+    expect(file.file_descriptor_response?.file_descriptor_proto.length).toBeGreaterThan(0);
+  });
+});
 
 describe('Classify end to end (real encoder and cascade on loopback)', () => {
   it('labels a PNG test image correctly, with dimension_used a nesting size that matches the trace', async () => {

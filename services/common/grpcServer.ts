@@ -52,7 +52,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const server = new grpc.Server(options.channelOptions);
   const health = new HealthState(options.serviceNames);
   health.addTo(server);
-  new ReflectionService(options.packageDefinition).addToServer(server);
+  // The package definition holds both services' protos: reflection lists only what this server serves.
+  new ReflectionService(options.packageDefinition, { services: options.serviceNames }).addToServer(server);
   options.register(server);
   const port = await bind(server, `${options.host}:${options.port}`, options.credentials ?? grpc.ServerCredentials.createInsecure());
   let healthServer: grpc.Server | undefined;
