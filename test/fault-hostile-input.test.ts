@@ -1,3 +1,4 @@
+import * as grpc from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import sharp from 'sharp';
@@ -163,6 +164,46 @@ describe('hostile input', () => {
       'input gave a non-finite embedding: its values are far outside the 0 to 1 the model takes (pixel byte × scale + offset)',
     );
     expect(res.results[0]!.response!.class_index).toBe(res.results[2]!.response!.class_index);
+  });
+
+  it('a body that is not a valid protobuf message gets INVALID_ARGUMENT naming the message on every method, and is counted', async () => {
+    const identity = (b: Buffer) => b;
+    const call = (port: number, path: string, body: Buffer) => {
+      const Raw = grpc.makeGenericClientConstructor(
+        { Call: { path, requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
+        'Raw',
+      );
+      const client = new Raw(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+        Call(req: Buffer, cb: (err: ServiceError | null) => void): void;
+      };
+      return new Promise<ServiceError | null>((resolve) => client.Call(body, (err) => (client.close(), resolve(err))));
+    };
+    const bodies = [
+      Buffer.from('ffffffffff20676172626167', 'hex'), // a varint that never ends, then text
+      Buffer.from([0x0a, 0x10, 0x01, 0x02]), // field 1 announces 16 bytes; 2 follow
+      Buffer.from([0x0f]), // field 1 with wire type 7, which does not exist
+    ];
+    const methods = [
+      { port: cascade.port, path: '/mrl.v1.Classifier/Classify', type: 'mrl.v1.ClassifyRequest' },
+      { port: cascade.port, path: '/mrl.v1.Classifier/ClassifyBatch', type: 'mrl.v1.ClassifyBatchRequest' },
+      { port: encoder.port, path: '/mrl.v1.Encoder/Encode', type: 'mrl.v1.EncodeRequest' },
+      { port: encoder.port, path: '/mrl.v1.Encoder/EncodeBatch', type: 'mrl.v1.EncodeBatchRequest' },
+    ];
+    const cascadeBefore = await scrape(cascade.metricsPort);
+    const encoderBefore = await scrape(encoder.metricsPort);
+    for (const m of methods)
+      for (const body of bodies) {
+        const err = await call(m.port, m.path, body);
+        expect(err?.code, `${m.path} ${body.toString('hex')}`).toBe(grpc.status.INVALID_ARGUMENT);
+        expect(err!.details).toMatch(new RegExp(`^request is not a valid ${m.type.replaceAll('.', '\\.')} message: \\S`));
+      }
+    const cascadeAfter = await scrape(cascade.metricsPort);
+    const encoderAfter = await scrape(encoder.metricsPort);
+    expect(delta(cascadeBefore, cascadeAfter, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(3);
+    expect(delta(cascadeBefore, cascadeAfter, 'mrl_cascade_batch_requests_total{code="INVALID_ARGUMENT"}')).toBe(3);
+    // Encode calls, and EncodeBatch calls as one input each.
+    expect(delta(encoderBefore, encoderAfter, 'mrl_encoder_requests_total{code="INVALID_ARGUMENT"}')).toBe(6);
+    expect(await bothServing()).toBe(true);
   });
 
   it('afterwards both still serve, and a valid image gets the right answer', async () => {

@@ -1,6 +1,7 @@
 import { loadBundle } from '../common/bundle.js';
 import { ConfigError } from '../common/config.js';
 import { startGrpcServer } from '../common/grpcServer.js';
+import { parseTolerantService } from '../common/unary.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
@@ -73,7 +74,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     packageDefinition: definition,
     register: (server) =>
       server.addService(
-        proto.mrl.v1.Classifier.service,
+        parseTolerantService(proto.mrl.v1.Classifier.service),
         createClassifierService({
           bundle,
           cascade,

@@ -1,5 +1,6 @@
 import { loadBundle } from '../common/bundle.js';
 import { startGrpcServer } from '../common/grpcServer.js';
+import { parseTolerantService } from '../common/unary.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
@@ -52,7 +53,7 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
     packageDefinition: definition,
     register: (server) =>
       server.addService(
-        proto.mrl.v1.Encoder.service,
+        parseTolerantService(proto.mrl.v1.Encoder.service),
         // An EncodeBatch call larger than the queue could never be admitted whole.
         createEncoderService({ bundle, batcher, metrics, logger, maxImagePixels: config.maxImagePixels, maxBatchInputs: config.maxQueue }),
       ),

@@ -113,9 +113,9 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
       metrics.batchRequests.inc({ code: codeName(code) });
       metrics.requestSeconds.observe(seconds);
       const failed = res?.errors ?? [];
-      // A packed tensor counts its images, or one input when its image count is out of bounds.
-      const images = req.images?.shape[0] ?? 0;
-      const inputs = !req.images ? req.inputs.length : images >= 1 && images <= deps.maxBatchInputs ? images : 1;
+      // A packed tensor counts its images, or one input when its image count is out of bounds (or the call did not parse).
+      const images = req?.images?.shape[0] ?? 0;
+      const inputs = !req ? 1 : !req.images ? req.inputs.length : images >= 1 && images <= deps.maxBatchInputs ? images : 1;
       metrics.requests.inc({ code: codeName(code) }, inputs - failed.length);
       for (const e of failed) metrics.requests.inc({ code: codeName(e.code!) });
     }),
