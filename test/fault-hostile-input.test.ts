@@ -12,7 +12,7 @@ import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRe
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
 import { healthCheck } from './helpers/health.js';
-import { type HostileCase, hostileCases, type ImageSamples, pngDeclaring } from './helpers/hostile.js';
+import { type HostileCase, hostileCases, type ImageSamples, pngDeclaring, pngPaddedTo } from './helpers/hostile.js';
 import { killAll, peakRssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';
 
@@ -204,6 +204,16 @@ describe('hostile input', () => {
     // Encode calls, and EncodeBatch calls as one input each.
     expect(delta(encoderBefore, encoderAfter, 'mrl_encoder_requests_total{code="INVALID_ARGUMENT"}')).toBe(6);
     expect(await bothServing()).toBe(true);
+  });
+
+  it('an image that fits the cascade\'s message limit but not an EncodeBatch call is refused there, saying why', async () => {
+    // At this size a Classify or Encode request adds 4 bytes of framing to the image; EncodeBatch adds more.
+    const size = MAX_MESSAGE_BYTES - 6;
+    const image = pngPaddedTo(easyPng, size);
+    expect((await encode(encoderCli, { image })).embedding).toHaveLength(bundle.embeddingDim);
+    const message = `image of ${size} bytes is too large to send on to the encoder: an EncodeBatch call carries at most ${MAX_MESSAGE_BYTES - 32} (MRL_MAX_MESSAGE_BYTES less framing)`;
+    const err = await send({ kind: 'too large to forward', target: 'cascade', request: { image }, code: 3, message, reachesEncoder: false });
+    expect([err.code, err.details]).toEqual([3, message]);
   });
 
   it('afterwards both still serve, and a valid image gets the right answer', async () => {

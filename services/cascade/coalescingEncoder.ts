@@ -4,7 +4,7 @@ import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import type { InputSpec } from '../common/bundle.js';
 import type { Tensor, Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 import { packedRange } from '../common/tensorChecks.js';
-import { StatusError } from '../common/statusError.js';
+import { StatusError, invalidArgument } from '../common/statusError.js';
 import { type EncoderClient, ShortDeadline } from './encoderClient.js';
 import type { CascadeMetrics } from './metrics.js';
 
@@ -49,7 +49,7 @@ const INPUT_OVERHEAD_BYTES = 32;
  * A job's size in the EncodeBatch message, at most (a shape entry is a varint of up to 5 bytes).
  * Packed images weigh more than any budget: they never share a call with other jobs.
  */
-function jobBytes({ input, images }: Job): number {
+function jobBytes({ input, images }: Pick<Job, 'input' | 'images'>): number {
   if (images) return Infinity;
   const t = input!.tensor;
   const payload = input!.image ? input!.image.length : (t?.raw?.length ?? 0) + 4 * (t?.values?.length ?? 0) + 5 * (t?.shape?.length ?? 0);
@@ -70,6 +70,7 @@ export class CoalescingEncoder {
   readonly #batcher: Batcher<Job, Rows>;
   readonly #encoder: EncoderClient;
   readonly #maxBatch: number;
+  readonly #maxBatchBytes: number;
   /** The encoder's `dimension` argument for a prefix: 0 asks for the full embedding. */
   readonly #wire: (dimension: number) => number;
 
@@ -77,6 +78,7 @@ export class CoalescingEncoder {
   constructor(encoder: EncoderClient, embeddingDim: number, options: CoalescingOptions, metrics: CascadeMetrics, name: string) {
     this.#encoder = encoder;
     this.#maxBatch = options.maxBatch;
+    this.#maxBatchBytes = options.maxBatchBytes;
     this.#wire = (dimension) => (dimension === embeddingDim ? 0 : dimension);
     this.#batcher = new Batcher<Job, Rows>(
       {
@@ -171,7 +173,16 @@ export class CoalescingEncoder {
 
   /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
   async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
-    const [row] = await this.#submit({ input, count: 1, dimension, deadline }, signal);
+    const job = { input, count: 1, dimension, deadline };
+    // An input that fits the cascade's own message limit may not fit once wrapped in an EncodeBatch
+    // call, and the encoder would refuse the call with a size the client never sent.
+    const bytes = jobBytes(job);
+    if (bytes > this.#maxBatchBytes)
+      throw invalidArgument(
+        `${input.image ? 'image' : 'tensor'} of ${bytes - INPUT_OVERHEAD_BYTES} bytes is too large to send on to the encoder: ` +
+          `an EncodeBatch call carries at most ${this.#maxBatchBytes - INPUT_OVERHEAD_BYTES} (MRL_MAX_MESSAGE_BYTES less framing)`,
+      );
+    const [row] = await this.#submit(job, signal);
     if (row instanceof StatusError) throw row;
     return row!.subarray(0, dimension);
   }

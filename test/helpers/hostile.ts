@@ -44,6 +44,18 @@ export function pngDeclaring(png: Buffer, width: number, height: number): Buffer
   return out;
 }
 
+/** `png` grown to `size` bytes by a private ancillary chunk before IEND, which decoders skip. */
+export function pngPaddedTo(png: Buffer, size: number): Buffer {
+  const data = size - png.length - 12;
+  if (data < 0) throw new Error(`a PNG of ${png.length} bytes cannot be padded to ${size}`);
+  const chunk = Buffer.alloc(12 + data);
+  chunk.writeUInt32BE(data, 0);
+  chunk.write('prVt', 4, 'latin1');
+  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + data)), 8 + data);
+  const iend = png.length - 12;
+  return Buffer.concat([png.subarray(0, iend), chunk, png.subarray(iend)]);
+}
+
 /** A baseline JPEG whose frame header (SOF) declares `width` × `height`. */
 export function jpegDeclaring(jpeg: Buffer, width: number, height: number): Buffer {
   const out = Buffer.from(jpeg);
