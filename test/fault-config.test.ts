@@ -64,6 +64,7 @@ const BAD: BadSetting[] = [
   ['MRL_BREAKER_VOLUME', cascadeConfig, () => ({ MRL_BREAKER_VOLUME: 'five' }), /must be an integer from 1/],
   ['MRL_BREAKER_RESET_MS', cascadeConfig, () => ({ MRL_BREAKER_RESET_MS: '1' }), /must be an integer from 10/],
   ['MRL_BREAKER_WINDOW_MS', cascadeConfig, () => ({ MRL_BREAKER_WINDOW_MS: '50' }), /must be an integer from 100/],
+  ['MRL_BREAKER_MIN_TIMEOUT_MS', cascadeConfig, () => ({ MRL_BREAKER_MIN_TIMEOUT_MS: '-1' }), /must be an integer from 0/],
 ];
 
 /** Every setting name the config readers mention. */
