@@ -211,7 +211,7 @@ describe('hostile input', () => {
     const size = MAX_MESSAGE_BYTES - 6;
     const image = pngPaddedTo(easyPng, size);
     expect((await encode(encoderCli, { image })).embedding).toHaveLength(bundle.embeddingDim);
-    const message = `image of ${size} bytes is too large to send on to the encoder: an EncodeBatch call carries at most ${MAX_MESSAGE_BYTES - 32} (MRL_MAX_MESSAGE_BYTES less framing)`;
+    const message = `image of ${size} bytes is too large to send on to the encoder: an EncodeBatch call carries at most ${MAX_MESSAGE_BYTES - 32} bytes of input (MRL_MAX_MESSAGE_BYTES less framing)`;
     const err = await send({ kind: 'too large to forward', target: 'cascade', request: { image }, code: 3, message, reachesEncoder: false });
     expect([err.code, err.details]).toEqual([3, message]);
   });

@@ -180,7 +180,7 @@ export class CoalescingEncoder {
     if (bytes > this.#maxBatchBytes)
       throw invalidArgument(
         `${input.image ? 'image' : 'tensor'} of ${bytes - INPUT_OVERHEAD_BYTES} bytes is too large to send on to the encoder: ` +
-          `an EncodeBatch call carries at most ${this.#maxBatchBytes - INPUT_OVERHEAD_BYTES} (MRL_MAX_MESSAGE_BYTES less framing)`,
+          `an EncodeBatch call carries at most ${this.#maxBatchBytes - INPUT_OVERHEAD_BYTES} bytes of input (MRL_MAX_MESSAGE_BYTES less framing)`,
       );
     const [row] = await this.#submit(job, signal);
     if (row instanceof StatusError) throw row;
