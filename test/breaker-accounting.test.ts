@@ -41,9 +41,10 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
     );
     expect(tally(await Promise.all(calls))).toEqual({ OK: 12, DEADLINE_EXCEEDED: 4 });
     const counted = events(before, await scrape(mesh.cascade.metricsPort));
-    // Counting calls instead, the 4 timeouts outweighed the one or two calls that answered 12.
+    // Counting calls instead, the 4 timeouts outweighed the one or two calls that answered 12; and
+    // the 4 gave the encoder under MRL_BREAKER_MIN_TIMEOUT_MS (200), so they count neither way.
     expect(counted.success).toBe(12);
-    expect(counted.failure).toBeLessThanOrEqual(4);
+    expect(counted.failure).toBe(0);
     expect(await breakerState(mesh)).toBe(0);
   });
 
@@ -124,6 +125,34 @@ describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', 
     expect(events(before, await scrape(m.cascade.metricsPort)).failure).toBe(0);
     expect(await breakerState(m)).toBe(0);
     expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 5_000)).code).toBe(status.OK);
+  });
+
+  it('do not hide a hung encoder from the breaker: the few patient callers among them open it', async () => {
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '60000' });
+    const m = mesh;
+    await classify(m.classifier, { embedding: { values: new Array<number>(8).fill(0) } }); // connect; needs no encoder
+    const before = await scrape(m.cascade.metricsPort);
+    // For 3 s: a 100 ms caller every 40 ms, and a 300 ms one (about 270 ms for the encoder) every 600 ms.
+    const calls: Promise<unknown>[] = [];
+    for (let t = 0; t < 3_000; t += 40) {
+      calls.push(outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), t % 600 === 0 ? 300 : 100));
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    await Promise.all(calls);
+    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
+    // Only the patient callers counted: the impatient ones' calls passed no success to the breaker.
+    expect(events(before, await scrape(m.cascade.metricsPort)).success).toBe(0);
+  });
+
+  it('half-open, a probe that timed out within its short budget opens it again instead of closing it', async () => {
+    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
+    const m = mesh;
+    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 400)).code).toBe(status.DEADLINE_EXCEEDED);
+    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
+    await waitFor('the breaker to go half-open', async () => (await breakerState(m)) === 1, 5_000);
+    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100)).code).toBe(status.DEADLINE_EXCEEDED);
+    await waitFor('the probe to settle', async () => (await breakerState(m)) !== 1, 5_000);
+    expect(await breakerState(m)).toBe(2);
   });
 
   it('open it when the floor is 0: then every timeout counts against the encoder', async () => {

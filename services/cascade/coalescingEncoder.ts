@@ -97,10 +97,13 @@ export class CoalescingEncoder {
         const images = (which: (job: Job) => boolean) => jobs.reduce((n, j) => n + (which(j) ? j.count : 0), 0);
         const count = images(() => true);
         const sentAt = Date.now();
+        const floor = this.#encoder.minTimeoutMs;
         const timedOut = (j: Job) => isDeadline(j.gone.reason);
         // A timeout is the encoder's failure only if the encoder had the request long enough; a
-        // shorter deadline was the caller's own budget.
-        const failedLate = (j: Job) => timedOut(j) && j.deadline.getTime() - sentAt >= this.#encoder.minTimeoutMs;
+        // shorter deadline was the caller's own budget. A floor of 0 counts every one.
+        const failedLate = (j: Job) => timedOut(j) && (floor === 0 || j.deadline.getTime() - sentAt >= floor);
+        // No job of a short call can fail late: decided here, on the same clock reading.
+        const short = floor > 0 && deadline.getTime() - sentAt < floor;
         metrics.encoderBatchSize.observe(count);
         // Abandoned, the call fails with DEADLINE_EXCEEDED if any of its jobs timed out: one the
         // breaker counts if a job gave the encoder long enough, a ShortDeadline (not counted) if
@@ -111,8 +114,8 @@ export class CoalescingEncoder {
         let rows: Rows[];
         try {
           rows = packed
-            ? [await this.#encoder.encodeBatch({ images: packed, dimension }, count, deadline, abandon.signal)]
-            : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandon.signal)).map((row) => [row]);
+            ? [await this.#encoder.encodeBatch({ images: packed, dimension }, count, deadline, abandon.signal, short)]
+            : (await this.#encoder.encodeBatch({ inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandon.signal, short)).map((row) => [row]);
         } catch (err) {
           // The call counted once; its other inputs count the same, but for those whose callers
           // cancelled or timed out within a short budget: they told nothing of the encoder, and

@@ -63,8 +63,12 @@ function encoderStatus(err: { code: grpc.status; details: string }): StatusError
 }
 
 export interface EncoderClient {
-  /** One EncodeBatch call carrying `count` inputs (listed or packed), cancelled if `signal` aborts: per input, its row or its own error. */
-  encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date, signal: AbortSignal): Promise<(Float32Array | StatusError)[]>;
+  /**
+   * One EncodeBatch call carrying `count` inputs (listed or packed), cancelled if `signal` aborts:
+   * per input, its row or its own error. `short`: the call's whole budget is under
+   * `minTimeoutMs`, so its timeout (a ShortDeadline) says nothing of the encoder and counts neither way.
+   */
+  encodeBatch(request: EncodeBatchRequest, count: number, deadline: Date, signal: AbortSignal, short: boolean): Promise<(Float32Array | StatusError)[]>;
   /**
    * The breaker counts inputs, as callers see them, not calls: a call counts once by itself, and
    * this records `inputs` more outcomes for the rest of its inputs: answered, or failed with `error`.
@@ -124,7 +128,9 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     rollingCountTimeout: options.breaker.rollingWindowMs,
     // opossum counts a filtered error as a success, and one success closes a half-open breaker: a
     // probe its callers cancelled, or that timed out within their short budget, says nothing of the
-    // encoder's health, so it counts as a failure.
+    // encoder's health, so half-open it counts as a failure. (Closed, a short call does not pass
+    // opossum at all; a ShortDeadline reaches it only from a call whose long-deadline callers all
+    // cancelled, and counts as a success, as a cancel does.)
     errorFilter: (err: unknown) => {
       const uninformative = err instanceof ShortDeadline || (err instanceof StatusError && err.code === grpc.status.CANCELLED);
       return err instanceof StatusError && (CALLER_CODES.has(err.code) || uninformative) && !(uninformative && breaker.halfOpen);
@@ -145,33 +151,45 @@ export function createEncoderClient(options: EncoderClientOptions, metrics: Casc
     (breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
   metrics.breakerState.set(BREAKER_STATE.closed);
   return {
-    encodeBatch: (request, count, deadline, signal) =>
-      (
-        breaker.fire(
-          () =>
-            new Promise<EncodeBatchResponse__Output>((resolve, reject) => {
-              // Abandoned, the call fails with the signal's reason: DEADLINE_EXCEEDED counts against
-              // the breaker as the call's own deadline would have, CANCELLED does not.
-              if (signal.aborted) return reject(signal.reason);
-              const budgetMs = deadline.getTime() - Date.now();
-              const abandon = () => {
-                reject(signal.reason);
-                call.cancel();
-              };
-              const call = client.EncodeBatch(request, { deadline }, (err, res) => {
-                signal.removeEventListener('abort', abandon);
-                const failed = err
-                  ? err.code === grpc.status.DEADLINE_EXCEEDED && budgetMs < options.breaker.minTimeoutMs
-                    ? new ShortDeadline()
-                    : encoderStatus(err)
-                  : (unusable(res!, count, request.dimension ?? 0, options.expect) ?? encoderFailed(res!, count));
-                if (failed) reject(failed);
-                else resolve(res!);
-              });
-              signal.addEventListener('abort', abandon, { once: true });
-            }),
-        ) as Promise<EncodeBatchResponse__Output>
-      ).then((res) => batchRows(res, count)),
+    encodeBatch: (request, count, deadline, signal, short) => {
+      const send = () =>
+        new Promise<EncodeBatchResponse__Output>((resolve, reject) => {
+          // Abandoned, the call fails with the signal's reason: DEADLINE_EXCEEDED counts against
+          // the breaker as the call's own deadline would have, CANCELLED does not.
+          if (signal.aborted) return reject(signal.reason);
+          const abandon = () => {
+            reject(signal.reason);
+            call.cancel();
+          };
+          const call = client.EncodeBatch(request, { deadline }, (err, res) => {
+            signal.removeEventListener('abort', abandon);
+            const failed = err
+              ? err.code === grpc.status.DEADLINE_EXCEEDED && short
+                ? new ShortDeadline()
+                : encoderStatus(err)
+              : (unusable(res!, count, request.dimension ?? 0, options.expect) ?? encoderFailed(res!, count));
+            if (failed) reject(failed);
+            else resolve(res!);
+          });
+          signal.addEventListener('abort', abandon, { once: true });
+        });
+      // opossum would count a short call's timeout as a success (a filtered error): while the
+      // breaker is closed such a call goes around it, and only its other outcomes are recorded.
+      const answered =
+        short && breaker.closed
+          ? send().then(
+              (res) => {
+                record(1, () => Promise.resolve());
+                return res;
+              },
+              (err: unknown) => {
+                if (!(err instanceof ShortDeadline)) record(1, () => Promise.reject(err));
+                throw err;
+              },
+            )
+          : (breaker.fire(send) as Promise<EncodeBatchResponse__Output>);
+      return answered.then((res) => batchRows(res, count));
+    },
     recordInputs: (inputs, error) => record(inputs, () => (error === undefined ? Promise.resolve() : Promise.reject(error))),
     minTimeoutMs: options.breaker.minTimeoutMs,
     close: () => {
