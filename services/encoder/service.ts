@@ -12,7 +12,7 @@ import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
 import { imageToInput, prefix, tensorToInput } from './preprocess.js';
 import { packedImages } from '../common/tensorChecks.js';
-import { firstNonFinite } from '../common/finite.js';
+import { embeddingError } from './embeddingCheck.js';
 
 export interface EncoderServiceDeps {
   bundle: Bundle;
@@ -47,16 +47,11 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     return dimension;
   };
   const mapError = baseErrorMapper(deps.logger);
-  // Inputs far outside the range the model takes overflow it (a 28×28 tensor of 1e38 gives NaN):
-  // such an embedding is refused, not classified into a meaningless answer.
-  const { scale, offset } = bundle.input;
-  const overflow = invalidArgument(
-    `input gave a non-finite embedding: its values are far outside the ${offset} to ${Number((255 * scale + offset).toPrecision(6))} the model takes (pixel byte × scale + offset)`,
-  );
-  /** One input's full embedding, through the shared batch queue. */
+  /** One input's full embedding, through the shared batch queue; refused if not finite (see embeddingError). */
   const embed = async (input: Float32Array, signal: AbortSignal): Promise<Float32Array> => {
     const embedding = await deps.batcher.submit(input, signal);
-    if (firstNonFinite(embedding) >= 0) throw overflow;
+    const error = embeddingError(input, embedding, bundle.input);
+    if (error) throw error;
     return embedding;
   };
 
