@@ -144,7 +144,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let cpuAt: NodeJS.CpuUsage | undefined;
   const perServer = (read: (pid: number) => number) => Object.fromEntries(Object.entries(spec.servers ?? {}).map(([name, pid]) => [name, read(pid)]));
   const serverCpu = () => ({ all: perServer(cpuSeconds), main: perServer(mainThreadCpuSeconds), machine: machineTicks() });
-  let serverCpuAt: ReturnType<typeof serverCpu> | undefined;
+  // Read again when the warm-up ends; from the start if its timer never fires (a loop that never yields).
+  let serverCpuAt = serverCpu();
   let cpuFrom = measureFrom; // when the CPU readings start: the timer may fire late on a busy loop
   let n = 0;
   const one = async () => {
@@ -193,7 +194,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const cpu = process.cpuUsage(cpuAt);
   const serverCpuEnd = serverCpu();
   const since = (end: Record<string, number>, start: Record<string, number>) => Object.fromEntries(Object.entries(end).map(([name, s]) => [name, s - start[name]!]));
-  const servers = since(serverCpuEnd.all, serverCpuAt!.all);
+  const servers = since(serverCpuEnd.all, serverCpuAt.all);
   const cpuWindow = (performance.now() - cpuFrom) / 1000;
   const elapsed = (Math.min(performance.now(), end) - measureFrom) / 1000;
   const clientCpu = (cpu.user + cpu.system) / 1e6;
@@ -211,8 +212,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     avg_dimension: dimCount ? dims / dimCount : null,
     client_cpu_seconds: clientCpu,
     server_cpu_seconds: servers,
-    server_main_thread_cpu_seconds: since(serverCpuEnd.main, serverCpuAt!.main),
-    machine_idle_share: (serverCpuEnd.machine.idle - serverCpuAt!.machine.idle) / (serverCpuEnd.machine.total - serverCpuAt!.machine.total),
+    server_main_thread_cpu_seconds: since(serverCpuEnd.main, serverCpuAt.main),
+    machine_idle_share: (serverCpuEnd.machine.idle - serverCpuAt.machine.idle) / (serverCpuEnd.machine.total - serverCpuAt.machine.total),
     cores_busy: totalCpu / cpuWindow,
     cpu_ms_per_answer: (1000 * totalCpu) / items,
   };

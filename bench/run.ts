@@ -52,8 +52,8 @@ export interface BenchResult {
   bulk_packed: MeshPoint;
   /**
    * The unary target's two points, echo and Classify at the same concurrency, measured back to
-   * back in each round (the first round is the sweeps' own points): its ratio is their median
-   * (nearest rank: the lower middle of an even count).
+   * back in each round after the sweeps: its ratio is the median of the rounds' ratios (nearest
+   * rank: the lower middle of an even count).
    */
   unary_rounds: { concurrency: number; echo_rps: number[]; classify_rps: number[] };
   heads: HeadTimeResult[];
@@ -122,9 +122,9 @@ async function main(): Promise<void> {
   for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
   const full: MeshPoint[] = [];
   for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
-  // Run-to-run spread on a shared machine is wide: more rounds of the unary ratio, each pair back to back.
-  const unaryRounds = { concurrency: c64, echo_rps: [at(echo, c64).rps], classify_rps: [at(cascade, c64).rps] };
-  for (let i = 1; i < rounds; i++) {
+  // Run-to-run spread on a shared machine is wide: rounds of the unary ratio, each pair back to back.
+  const unaryRounds = { concurrency: c64, echo_rps: [] as number[], classify_rps: [] as number[] };
+  for (let i = 0; i < rounds; i++) {
     unaryRounds.echo_rps.push((await runEcho(c64)).rps);
     unaryRounds.classify_rps.push((await measure(spec(cascadeTarget, 'classify', c64))).rps);
   }

@@ -31,10 +31,10 @@ describe('npm run bench (quick smoke run)', () => {
       expect(r.cascade.every((p) => p.avg_dimension! >= 8 && p.avg_dimension! <= 512)).toBe(true);
       expect(r.heads.map((h) => h.kind)).toEqual(['mrl', 'mrl-e']);
       expect(Object.values(r.ratios).every((v) => Number.isFinite(v) && v > 0)).toBe(true);
-      // Two rounds in a quick run; the first is the sweeps' own c=8 points, and the ratio is the lower middle.
+      // Two rounds in a quick run, measured apart from the sweeps; the ratio is the lower middle.
       const rounds = r.unary_rounds;
       expect([rounds.concurrency, rounds.echo_rps.length, rounds.classify_rps.length]).toEqual([8, 2, 2]);
-      expect([rounds.echo_rps[0], rounds.classify_rps[0]]).toEqual([r.echo[1]!.rps, r.cascade[1]!.rps]);
+      expect([...rounds.echo_rps, ...rounds.classify_rps].every((rps) => rps > 0)).toBe(true);
       expect(r.ratios.unary_classify_c8_over_echo).toBe(Math.min(...rounds.classify_rps.map((c, i) => c / rounds.echo_rps[i]!)));
       const md = await readFile(join(out, 'latest.md'), 'utf8');
       expect(md).toMatch(/\| mesh, cascade \| c=8 \|/);
