@@ -6,6 +6,9 @@ const f = (x: number | null | undefined, digits = 0) => (x === null || x === und
 const rawList = (points: RawPoint[]) => points.map((p) => `${p.batch}: ${f(p.images_per_second)}`).join(', ');
 const errs = (e: Record<string, number>) => Object.entries(e).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
 
+/** One target's ratios to the echo, round by round. */
+const byRound = (r: BenchResult, points: number[]) => points.map((rps, i) => f(rps / r.rounds.echo_rps[i]!, 2)).join(', ');
+
 function row(name: string, p: LoadResult | MeshPoint): string {
   const m = p as Partial<MeshPoint>;
   const load = p.spec.mode === 'open' ? `open ${p.spec.rate}/s` : `c=${p.spec.concurrency}${p.spec.batch ? ` × ${p.spec.batch}` : ''}`;
@@ -42,8 +45,8 @@ export function markdownReport(r: BenchResult): string {
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.heads.map((h) => `| ${h.kind} | ${f(h.avg_dimension, 1)} | ${f(h.cascade_us_per_request)} | ${f(h.full_us_per_request)} | ${f(h.time_ratio, 3)} | ${f(h.dimension_ratio, 3)} |`),
     '',
-    `Unary Classify ÷ echo at c=${r.unary_rounds.concurrency}, by round (each pair measured back to back): ` +
-      `${r.unary_rounds.classify_rps.map((rps, i) => f(rps / r.unary_rounds.echo_rps[i]!, 2)).join(', ')}; the ratio below is their median.`,
+    `By round, each measured back to back at c=${r.rounds.concurrency} (the ratios below are their medians): ` +
+      `unary Classify ÷ echo ${byRound(r, r.rounds.classify_rps)}; encoder alone ÷ echo ${byRound(r, r.rounds.encode_rps)}.`,
     '',
     '| ratio | value |',
     '| --- | ---: |',

@@ -6,7 +6,8 @@
  *   the saturated rate, with the cascade policy and with the full-size (no-cascade) baseline;
  * - head compute for a synthetic L = 1000, d = 2048 bundle, cascade against full size.
  * Load comes from separate client processes. Results: bench/results/latest.{json,md}.
- * The unary ratio (Classify ÷ echo at c=64) is the median of `--rounds` (3) back-to-back pairs.
+ * The ratios to the echo at c=64 (Classify's, and the encoder alone's) are medians of `--rounds` (3)
+ * rounds, each measuring echo, Classify and Encode back to back.
  * `--quick` runs a short smoke version (`--out DIR` writes elsewhere); `--set MRL_X=v` tunes the mesh.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -51,11 +52,11 @@ export interface BenchResult {
   /** ClassifyBatch calls, `spec.batch` images packed in one tensor each. */
   bulk_packed: MeshPoint;
   /**
-   * The unary target's two points, echo and Classify at the same concurrency, measured back to
-   * back in each round after the sweeps: its ratio is the median of the rounds' ratios (nearest
-   * rank: the lower middle of an even count).
+   * The points of the two targets set against the echo, at the same concurrency: echo, Classify
+   * and Encode (the encoder alone), measured back to back in each round after the sweeps. Each
+   * target's ratio is the median of the rounds' ratios (nearest rank: the lower middle of an even count).
    */
-  unary_rounds: { concurrency: number; echo_rps: number[]; classify_rps: number[] };
+  rounds: { concurrency: number; echo_rps: number[]; classify_rps: number[]; encode_rps: number[] };
   heads: HeadTimeResult[];
   peak_rss_bytes: { encoder: number; cascade: number };
   ratios: Record<string, number>;
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
       out: { type: 'string', default: fileURLToPath(new URL('./results', import.meta.url)) },
       // `--set MRL_X=value` (repeatable): a service setting for both mesh processes, to compare tunings.
       set: { type: 'string', multiple: true, default: [] },
-      // Rounds of the unary ratio's two points (default 3; 2 with --quick).
+      // Rounds of the points set against the echo (default 3; 2 with --quick).
       rounds: { type: 'string' },
     },
   });
@@ -122,11 +123,12 @@ async function main(): Promise<void> {
   for (const c of sweep) cascade.push(await measure(spec(cascadeTarget, 'classify', c)));
   const full: MeshPoint[] = [];
   for (const c of sweep) full.push(await measure(spec(cascadeTarget, 'classify-full', c)));
-  // Run-to-run spread on a shared machine is wide: rounds of the unary ratio, each pair back to back.
-  const unaryRounds = { concurrency: c64, echo_rps: [] as number[], classify_rps: [] as number[] };
+  // Run-to-run spread on a shared machine is wide: rounds of the ratios to the echo, each back to back.
+  const byRound = { concurrency: c64, echo_rps: [] as number[], classify_rps: [] as number[], encode_rps: [] as number[] };
   for (let i = 0; i < rounds; i++) {
-    unaryRounds.echo_rps.push((await runEcho(c64)).rps);
-    unaryRounds.classify_rps.push((await measure(spec(cascadeTarget, 'classify', c64))).rps);
+    byRound.echo_rps.push((await runEcho(c64)).rps);
+    byRound.classify_rps.push((await measure(spec(cascadeTarget, 'classify', c64))).rps);
+    byRound.encode_rps.push((await measure(spec(`127.0.0.1:${mesh.encoder.port}`, 'encode', c64))).rps);
   }
   const bulkBatch = quick ? 8 : 64;
   const bulk = await measure({ ...spec(cascadeTarget, 'classify-batch', quick ? 2 : 4), batch: bulkBatch });
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
   log('head compute, L = 1000, d = 2048');
   const heads = (['mrl', 'mrl-e'] as const).map((k) => headTimeBenchmark(k, 1000, 2048, quick ? 40 : 400));
 
-  const unaryRatios = unaryRounds.classify_rps.map((rps, i) => rps / unaryRounds.echo_rps[i]!);
+  const overEcho = (points: number[]) => percentile(points.map((rps, i) => rps / byRound.echo_rps[i]!), 50);
   const rawAt = (b: number, points = raw) => points.find((p) => p.batch === b)?.images_per_second ?? NaN;
   const result: BenchResult = {
     date: new Date().toISOString(),
@@ -157,15 +159,15 @@ async function main(): Promise<void> {
     open_loop: openLoop,
     bulk,
     bulk_packed: bulkPacked,
-    unary_rounds: unaryRounds,
+    rounds: byRound,
     heads,
     peak_rss_bytes: peak,
     ratios: {
-      [`unary_classify_c${c64}_over_echo`]: percentile(unaryRatios, 50),
+      [`unary_classify_c${c64}_over_echo`]: overEcho(byRound.classify_rps),
       [`full_policy_c${c64}_over_echo`]: at(full, c64).rps / at(echo, c64).rps,
       // What the unary ratio can reach where both points keep the cores busy: CPU per answer, echo ÷ mesh.
       [`echo_cpu_per_answer_over_classify_c${c64}`]: at(echo, c64).cpu_ms_per_answer / at(cascade, c64).cpu_ms_per_answer,
-      [`encoder_alone_over_echo_c${c64}`]: encoderAlone.rps / at(echo, c64).rps,
+      [`encoder_alone_over_echo_c${c64}`]: overEcho(byRound.encode_rps),
       encoder_alone_avg_batch: encoderAlone.encoder_avg_batch ?? NaN,
       [`encoder_alone_over_raw_batch${c64}`]: encoderAlone.rps / rawAt(c64),
       [`bulk_batch${bulkBatch}_over_raw_batch${bulkBatch}`]: bulk.items_per_second / rawAt(bulkBatch),

@@ -31,14 +31,16 @@ describe('npm run bench (quick smoke run)', () => {
       expect(r.cascade.every((p) => p.avg_dimension! >= 8 && p.avg_dimension! <= 512)).toBe(true);
       expect(r.heads.map((h) => h.kind)).toEqual(['mrl', 'mrl-e']);
       expect(Object.values(r.ratios).every((v) => Number.isFinite(v) && v > 0)).toBe(true);
-      // Two rounds in a quick run, measured apart from the sweeps; the ratio is the lower middle.
-      const rounds = r.unary_rounds;
-      expect([rounds.concurrency, rounds.echo_rps.length, rounds.classify_rps.length]).toEqual([8, 2, 2]);
-      expect([...rounds.echo_rps, ...rounds.classify_rps].every((rps) => rps > 0)).toBe(true);
-      expect(r.ratios.unary_classify_c8_over_echo).toBe(Math.min(...rounds.classify_rps.map((c, i) => c / rounds.echo_rps[i]!)));
+      // Two rounds in a quick run, measured apart from the sweeps; each ratio is the lower middle.
+      const rounds = r.rounds;
+      expect([rounds.concurrency, rounds.echo_rps.length, rounds.classify_rps.length, rounds.encode_rps.length]).toEqual([8, 2, 2, 2]);
+      expect([...rounds.echo_rps, ...rounds.classify_rps, ...rounds.encode_rps].every((rps) => rps > 0)).toBe(true);
+      const lowerMiddle = (points: number[]) => Math.min(...points.map((c, i) => c / rounds.echo_rps[i]!));
+      expect(r.ratios.unary_classify_c8_over_echo).toBe(lowerMiddle(rounds.classify_rps));
+      expect(r.ratios.encoder_alone_over_echo_c8).toBe(lowerMiddle(rounds.encode_rps));
       const md = await readFile(join(out, 'latest.md'), 'utf8');
       expect(md).toMatch(/\| mesh, cascade \| c=8 \|/);
-      expect(md).toMatch(/Unary Classify ÷ echo at c=8, by round \(each pair measured back to back\): \d+\.\d\d, \d+\.\d\d; the ratio below is their median\./);
+      expect(md).toMatch(/By round, each measured back to back at c=8 \(the ratios below are their medians\): unary Classify ÷ echo \d+\.\d\d, \d+\.\d\d; encoder alone ÷ echo \d+\.\d\d, \d+\.\d\d\./);
       expect(md).toMatch(/as the encoder serves it \(1 intra-op thread\(s\), no spinning\): 8: \d+\./);
     } finally {
       await rm(out, { recursive: true });
