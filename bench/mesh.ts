@@ -7,11 +7,22 @@ import { spawnService } from '../test/helpers/processes.js';
  */
 export const MESH_INTRA_OP_THREADS = '1';
 
-/** The mesh as separate processes on loopback; `settings` (MRL_… variables) go to both. */
+/**
+ * The mesh as separate processes on loopback; `settings` (MRL_… variables) go to both. `servers`
+ * names their processes for a load client's CPU readings.
+ */
 export async function startMesh(settings: Record<string, string>) {
   const encoder = await spawnService('encoder', { MRL_INTRA_OP_THREADS: MESH_INTRA_OP_THREADS, ...settings });
   const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...settings });
-  return { encoder, cascade };
+  return {
+    encoder,
+    cascade,
+    servers: { encoder: encoder.pid, cascade: cascade.pid },
+    stop: async () => {
+      await cascade.stop();
+      await encoder.stop();
+    },
+  };
 }
 
 /** `--set MRL_X=value` arguments as settings for `startMesh`. */

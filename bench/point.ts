@@ -10,7 +10,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { delta, scrape } from '../test/helpers/prom.js';
+import { delta, histogramMean, scrape } from '../test/helpers/prom.js';
 import type { LoadResult, LoadSpec } from './loadClient.js';
 import { parseSettings, startMesh } from './mesh.js';
 import { runInChild } from './processes.js';
@@ -39,7 +39,7 @@ export interface PointReport {
     encoder_calls_in_flight: number;
     /** Share of the time the encoder's inference worker was running a batch. */
     inference_busy_share: number;
-    encoder_avg_batch: number;
+    encoder_avg_batch: number | null;
     /** Mean time an image waited in the encoder's queue for its batch, ms. */
     encoder_queue_wait_ms: number;
   };
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
       warmupMs: count('warmup-ms', values['warmup-ms']),
       durationMs: count('duration-ms', values['duration-ms']),
       deadlineMs: 10_000,
-      servers: { encoder: mesh.encoder.pid, cascade: mesh.cascade.pid },
+      servers: mesh.servers,
     };
     await runInChild<LoadResult>(CLIENT, { ...spec, servers: undefined }); // warm-up: JIT, connections, batch sizes
     const scrapeBoth = async () => ({ encoder: await scrape(mesh.encoder.metricsPort), cascade: await scrape(mesh.cascade.metricsPort) });
@@ -108,14 +108,13 @@ async function main(): Promise<void> {
         ...(call === 'encode' ? {} : { cascade_calls_in_flight: d('cascade', cascadeSeconds) / loaded }),
         encoder_calls_in_flight: d('encoder', 'mrl_encoder_request_duration_seconds_sum') / loaded,
         inference_busy_share: d('encoder', 'mrl_encoder_inference_seconds_sum') / loaded,
-        encoder_avg_batch: d('encoder', 'mrl_encoder_batch_size_sum') / d('encoder', 'mrl_encoder_batch_size_count'),
-        encoder_queue_wait_ms: (1000 * d('encoder', 'mrl_encoder_queue_wait_seconds_sum')) / d('encoder', 'mrl_encoder_queue_wait_seconds_count'),
+        encoder_avg_batch: histogramMean(m0.encoder, m1.encoder, 'mrl_encoder_batch_size'),
+        encoder_queue_wait_ms: 1000 * (histogramMean(m0.encoder, m1.encoder, 'mrl_encoder_queue_wait_seconds') ?? NaN),
       },
     };
     console.log(JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(3)) : v), 2));
   } finally {
-    await mesh.cascade.stop();
-    await mesh.encoder.stop();
+    await mesh.stop();
   }
 }
 

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadBundle } from '../services/common/bundle.js';
 import { percentile } from '../test/helpers/load.js';
-import { delta, scrape } from '../test/helpers/prom.js';
+import { histogramMean, scrape } from '../test/helpers/prom.js';
 import { type HeadTimeResult, headTimeBenchmark } from './headTime.js';
 import type { LoadResult, LoadSpec } from './loadClient.js';
 import { MESH_INTRA_OP_THREADS, parseSettings, startMesh } from './mesh.js';
@@ -111,10 +111,8 @@ async function main(): Promise<void> {
   const mesh = await startMesh(settings);
   const measure = async (s: LoadSpec): Promise<MeshPoint> => {
     const m0 = await scrape(mesh.encoder.metricsPort);
-    const r = await runInChild<LoadResult>(CLIENT, { ...s, servers: { encoder: mesh.encoder.pid, cascade: mesh.cascade.pid } });
-    const m1 = await scrape(mesh.encoder.metricsPort);
-    const batches = delta(m0, m1, 'mrl_encoder_batch_size_count');
-    return { ...r, encoder_avg_batch: batches ? delta(m0, m1, 'mrl_encoder_batch_size_sum') / batches : null };
+    const r = await runInChild<LoadResult>(CLIENT, { ...s, servers: mesh.servers });
+    return { ...r, encoder_avg_batch: histogramMean(m0, await scrape(mesh.encoder.metricsPort), 'mrl_encoder_batch_size') };
   };
   const cascadeTarget = `127.0.0.1:${mesh.cascade.port}`;
   await runInChild<LoadResult>(CLIENT, spec(cascadeTarget, 'classify', 8)); // warm-up
@@ -136,8 +134,7 @@ async function main(): Promise<void> {
   const saturated = Math.max(...cascade.map((p) => p.rps));
   const openLoop = await measure(spec(cascadeTarget, 'classify', 0, 'open', Math.max(1, Math.round(saturated / 2))));
   const peak = { encoder: peakRssBytes(mesh.encoder.pid), cascade: peakRssBytes(mesh.cascade.pid) };
-  await mesh.cascade.stop();
-  await mesh.encoder.stop();
+  await mesh.stop();
   await echoServer.stop();
 
   log('head compute, L = 1000, d = 2048');

@@ -25,6 +25,22 @@ afterEach(async () => {
 });
 
 const breakerState = async (m: TestMesh) => (await scrape(m.cascade.metricsPort)).get('mrl_cascade_breaker_state');
+
+/** A mesh whose breaker one 400 ms timeout opened (a 1000 ms encoder), now half-open: the next call to end decides. */
+async function halfOpenMesh(): Promise<TestMesh> {
+  mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
+  const m = mesh;
+  expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 400)).code).toBe(status.DEADLINE_EXCEEDED);
+  await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
+  await waitFor('the breaker to go half-open', async () => (await breakerState(m)) === 1, 5_000);
+  return m;
+}
+
+/** The half-open probe settled by opening the breaker again. */
+async function expectReopened(m: TestMesh): Promise<void> {
+  await waitFor('the probe to settle', async () => (await breakerState(m)) !== 1, 5_000);
+  expect(await breakerState(m)).toBe(2);
+}
 const events = (before: Map<string, number>, after: Map<string, number>) => ({
   failure: delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}'),
   success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}'),
@@ -89,19 +105,14 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
   }
 
   it('half-open, a probe its caller cancelled opens it again instead of closing it', async () => {
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
-    const m = mesh;
-    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 400)).code).toBe(status.DEADLINE_EXCEEDED);
-    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
-    await waitFor('the breaker to go half-open', async () => (await breakerState(m)) === 1, 5_000);
+    const m = await halfOpenMesh();
     const cancelled = new Promise<ServiceError>((resolve) => {
       const call = m.classifier.Classify({ tensor }, { deadline: Date.now() + 10_000 }, (err) => resolve(err!));
       setTimeout(() => call.cancel(), 100);
     });
     expect((await cancelled).code).toBe(status.CANCELLED);
     // A cancel says nothing of the encoder's health: counted as a success it would have closed the breaker.
-    await waitFor('the probe to settle', async () => (await breakerState(m)) !== 1, 5_000);
-    expect(await breakerState(m)).toBe(2);
+    await expectReopened(m);
   });
 });
 
@@ -148,14 +159,9 @@ describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', 
   });
 
   it('half-open, a probe that timed out within its short budget opens it again instead of closing it', async () => {
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
-    const m = mesh;
-    expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 400)).code).toBe(status.DEADLINE_EXCEEDED);
-    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
-    await waitFor('the breaker to go half-open', async () => (await breakerState(m)) === 1, 5_000);
+    const m = await halfOpenMesh();
     expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100)).code).toBe(status.DEADLINE_EXCEEDED);
-    await waitFor('the probe to settle', async () => (await breakerState(m)) !== 1, 5_000);
-    expect(await breakerState(m)).toBe(2);
+    await expectReopened(m);
   });
 
   it('open it when the floor is 0: then every timeout counts against the encoder', async () => {

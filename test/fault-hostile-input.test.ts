@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
+import { classifierClient, classify, encode, encoderClient, float32Bytes, sliceTensor } from '../cli/clients.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
@@ -154,8 +154,7 @@ describe('hostile input', () => {
 
   it('an image the model overflows on fails alone in a packed ClassifyBatch; its neighbours are answered', async () => {
     const good = sliceTensor(slice, 0, bundle).raw;
-    const huge = Buffer.alloc(good.length);
-    for (let i = 0; i < huge.length; i += 4) huge.writeFloatLE(-2e38, i);
+    const huge = float32Bytes(new Float32Array(good.length / 4).fill(-2e38));
     const res = await new Promise<{ results: { code: number; message: string; response?: { class_index: number } | null }[] }>((resolve, reject) =>
       classifier.ClassifyBatch({ images: { shape: [3, 28, 28], raw: Buffer.concat([good, huge, good]) } }, (err, r) => (err ? reject(err) : resolve(r as never))),
     );

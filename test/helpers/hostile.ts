@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { Bundle } from '../../services/common/bundle.js';
+import { float32Bytes } from '../../cli/clients.js';
 
 /** One malformed request, where it goes, and the answer it must get. */
 export interface HostileCase {
@@ -69,12 +70,6 @@ export function jpegDeclaring(jpeg: Buffer, width: number, height: number): Buff
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
-/** float32 values as little-endian bytes. */
-const rawOf = (values: number[]) => {
-  const b = Buffer.alloc(values.length * 4);
-  values.forEach((v, i) => b.writeFloatLE(v, i * 4));
-  return b;
-};
 
 /**
  * The hostile-input corpus for a bundle, as fast-check arbitraries: every way a request can be
@@ -137,7 +132,7 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
       for (const i of at) values[i] = bad;
       const first = Math.min(...at);
       return {
-        input: { tensor: asRaw ? { shape, raw: rawOf(values) } : { shape, values } },
+        input: { tensor: asRaw ? { shape, raw: float32Bytes(Float32Array.from(values)) } : { shape, values } },
         message: `tensor value ${first} is ${bad}; values must be finite`,
       };
     });
@@ -147,7 +142,7 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
     .map(([shape, v, negative, asRaw]) => {
       const values = new Array<number>(pixels).fill(negative ? -v : v);
       return {
-        input: { tensor: asRaw ? { shape, raw: rawOf(values) } : { shape, values } },
+        input: { tensor: asRaw ? { shape, raw: float32Bytes(Float32Array.from(values)) } : { shape, values } },
         message: /^input gave a non-finite embedding: its values are far outside the -?[\d.e+-]+ to -?[\d.e+-]+ the model takes \(pixel byte × scale \+ offset\)$/,
       };
     });

@@ -13,3 +13,9 @@ export async function scrape(port: number): Promise<Map<string, number>> {
 /** after − before for one series (absent counts as 0). */
 export const delta = (before: Map<string, number>, after: Map<string, number>, series: string): number =>
   (after.get(series) ?? 0) - (before.get(series) ?? 0);
+
+/** A histogram's mean over what it observed between two scrapes, or null if it observed nothing. */
+export function histogramMean(before: Map<string, number>, after: Map<string, number>, histogram: string): number | null {
+  const count = delta(before, after, `${histogram}_count`);
+  return count ? delta(before, after, `${histogram}_sum`) / count : null;
+}
