@@ -25,7 +25,7 @@ from .model import NESTING, Classifier
 from .predict import predict
 
 BUNDLES = {"mrl": "fashion-mnist-mrl", "mrl-e": "fashion-mnist-mrl-e"}
-VERSION = "1.1.0"
+VERSION = "2.0.0"
 SLICE_SIZE = 1000
 REFERENCE_COUNT = 16
 
@@ -98,7 +98,7 @@ def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc:
     return f"""# {BUNDLES[kind]} {VERSION}
 
 A Matryoshka Representation Learning (MRL, Kusupati et al. 2022) model for Fashion-MNIST: a small
-CNN encoder whose 512-d embedding is trained so that every prefix z[:m], m in 8, 16, ..., 512, is a
+CNN encoder whose 512-d embedding is trained so that every prefix z[:m], m in 1, 2, 4, ..., 512, is a
 good representation on its own. This bundle's heads are **{kind.upper()}**
 ({"one shared 10 x 512 classifier; size m uses its first m columns" if kind == "mrl-e"
   else "one 10 x m linear classifier per size m"}).
@@ -125,9 +125,11 @@ identical images ({ds.duplicates_across_test_and_train} across test and train,
 weight decay {cfg["weight_decay"]}), {cfg["augmentation"]}; loss: the sum of the per-size
 cross-entropies. Seed {cfg["seed"]}, torch {cfg["torch"]}, CPU. Training time: {trained}.
 
-Cascade thresholds: model.json `thresholds`, one per stage but the last. The exporter writes initial
-ones (per stage, the lowest whose accepted validation images are as accurate as the full size);
-`npx mrl calibrate` replaces them, and `npx mrl report` adds the served ones to its section below.
+Cascade thresholds: model.json `thresholds`, one per stage but the last, and `temperatures`, one per
+stage. The exporter writes initial thresholds (per stage, the lowest whose accepted validation images
+are as accurate as the full size); `npx mrl calibrate` fits the temperatures and replaces the
+thresholds with certified ones (model.json `calibration.certificate`), and `npx mrl report` adds the
+served ones to its section below.
 
 Regenerate every number here from the repository root (training takes about 3 hours on 2 CPU cores):
 
@@ -153,7 +155,7 @@ def previous_calibration(out: str, checkpoint: str) -> tuple[dict, str]:
         return {}, ""
     a, b = card.find(REPORT_START), card.find(REPORT_END)
     section = card[a:b + len(REPORT_END)] if 0 <= a < b else ""
-    return {"thresholds": old["thresholds"], "calibration": old["calibration"]}, section
+    return {k: old[k] for k in ("thresholds", "temperatures", "calibration") if k in old}, section
 
 
 def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, cfg: dict, out: str,

@@ -8,7 +8,7 @@ from torch import nn
 # exported graph so clients only scale bytes by 1/255.
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
-NESTING = [8, 16, 32, 64, 128, 256, 512]
+NESTING = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
