@@ -234,9 +234,11 @@ describe.each(OVERLAYS)('k8s/overlays/%s agrees with the services', (overlay) =>
     try {
       await writeFile(join(dir, 'thresholds.json'), content!);
       // What the cascade does with it at start: refuses a file that does not fit the bundle.
-      const parsed = readThresholdsFile(join(dir, 'thresholds.json'), bundle.nesting);
+      const parsed = readThresholdsFile(join(dir, 'thresholds.json'), bundle);
       // A stale copy would override a retrained model's thresholds: keep k8s/base/thresholds.json in step with model.json.
+      expect(parsed.model).toBe(bundle.id);
       expect(parsed.thresholds).toEqual(bundle.thresholds);
+      expect(parsed.temperatures).toEqual(bundle.temperatures);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -308,7 +310,7 @@ describe('the calibrated average dimension in the rules', () => {
       const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
       const d = bundle.embeddingDim;
       let sum = 0;
-      for (let i = 0; i < slice.count; i++) sum += cascade.classify(embeddings.subarray(i * d, (i + 1) * d), { thresholds: bundle.thresholds }).dimensionUsed;
+      for (let i = 0; i < slice.count; i++) sum += cascade.classify(embeddings.subarray(i * d, (i + 1) * d), bundle).dimensionUsed;
       const average = sum / slice.count;
       expect(Math.abs(calibrated() - average) / average, `the slice gives ${average.toFixed(2)}: recalibrate and update k8s/monitoring/rules.yaml`).toBeLessThan(0.15);
     } finally {

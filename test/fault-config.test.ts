@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { ConfigError, type Env } from '../services/common/config.js';
@@ -8,12 +10,17 @@ import { makeTestPki, type TestPki } from './helpers/certs.js';
 import { runToExit } from './helpers/processes.js';
 
 let pki: TestPki;
+/** A valid thresholds file for the default bundle's nesting, calibrated for another model. */
+const WRONG_MODEL = join(tmpdir(), `mrl-wrong-model-thresholds-${process.pid}.json`);
 
 beforeAll(async () => {
   pki = await makeTestPki();
+  const { nesting } = JSON.parse(readFileSync(new URL('../models/fashion-mnist-mrl/model.json', import.meta.url), 'utf8')) as { nesting: number[] };
+  writeFileSync(WRONG_MODEL, JSON.stringify({ model: 'some-other-model@1.0.0', thresholds: nesting.slice(1).map(() => 0.9) }));
 });
 afterAll(async () => {
   if (pki) await rm(pki.dir, { recursive: true, force: true });
+  await rm(WRONG_MODEL, { force: true });
 });
 
 type Read = (env: Env) => unknown;
@@ -114,6 +121,7 @@ describe('configuration is validated at start-up', () => {
     ['cascade', { MRL_ENCODER_TARGET: 'http://encoder:50052' }, /MRL_ENCODER_TARGET="http:\/\/encoder:50052": must be host:port/],
     ['cascade', { MRL_MODEL_DIR: '/nonexistent/bundle' }, /MRL_MODEL_DIR="\/nonexistent\/bundle": must be an existing folder/],
     ['cascade', { MRL_THRESHOLDS_FILE: '/nonexistent/thresholds.json' }, /^MRL_THRESHOLDS_FILE: thresholds file \/nonexistent\/thresholds.json: ENOENT/],
+    ['cascade', { MRL_THRESHOLDS_FILE: WRONG_MODEL }, /^MRL_THRESHOLDS_FILE: thresholds file .*: calibrated for some-other-model@1.0.0, but this cascade serves fashion-mnist-mrl@/],
   ] as const)('the %s process refuses to start on %j: exit 1, the reason logged, nothing served', async (name, env, message) => {
     const { code, output } = await runToExit(name, env);
     expect(code).toBe(1);

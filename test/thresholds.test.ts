@@ -16,9 +16,9 @@ let bundle: Bundle;
 let tensor: { shape: number[]; raw: Buffer };
 
 /** Replaces the file the way a ConfigMap update does: a new file renamed over the old one. */
-async function writeThresholds(thresholds: number[] | string): Promise<void> {
+async function writeThresholds(thresholds: number[] | string, model = bundle.id): Promise<void> {
   const next = join(dir, 'next.json');
-  await writeFile(next, typeof thresholds === 'string' ? thresholds : JSON.stringify({ thresholds }));
+  await writeFile(next, typeof thresholds === 'string' ? thresholds : JSON.stringify({ model, thresholds }));
   await rename(next, file);
 }
 
@@ -62,15 +62,34 @@ describe('thresholds override file', () => {
     expect(metrics.get(`mrl_cascade_threshold{dimension="${bundle.nesting[0]}"}`)).toBe(1);
   });
 
-  it('a broken file is refused and the last good thresholds stay', async () => {
+  /** Writes `write`'s file, waits for the reload counter of `result` to move, and checks the last good thresholds stay. */
+  async function expectRefused(result: string, write: () => Promise<void>): Promise<void> {
     await writeThresholds(new Array(bundle.nesting.length - 1).fill(1));
     await dimensionUsedEventually(bundle.embeddingDim);
-    const before = (await scrape(mesh.cascade.metricsPort)).get('mrl_cascade_threshold_reloads_total{result="error"}') ?? 0;
-    await writeThresholds([0.5, 0.5]);
+    const metric = `mrl_cascade_threshold_reloads_total{result="${result}"}`;
+    const before = (await scrape(mesh.cascade.metricsPort)).get(metric) ?? 0;
+    await write();
     const until = Date.now() + 5000;
-    while (Date.now() < until && ((await scrape(mesh.cascade.metricsPort)).get('mrl_cascade_threshold_reloads_total{result="error"}') ?? 0) === before)
-      await new Promise((r) => setTimeout(r, 20));
-    expect((await scrape(mesh.cascade.metricsPort)).get('mrl_cascade_threshold_reloads_total{result="error"}')).toBe(before + 1);
+    while (Date.now() < until && ((await scrape(mesh.cascade.metricsPort)).get(metric) ?? 0) === before) await new Promise((r) => setTimeout(r, 20));
+    expect((await scrape(mesh.cascade.metricsPort)).get(metric)).toBe(before + 1);
     expect((await classify(mesh.classifier, { tensor })).dimension_used).toBe(bundle.embeddingDim);
+    expect((await scrape(mesh.cascade.metricsPort)).get(`mrl_cascade_threshold{dimension="${bundle.nesting[0]}"}`)).toBe(1);
+  }
+
+  it('a broken file is refused and the last good thresholds stay', async () => {
+    await expectRefused('error', () => writeThresholds([0.5, 0.5]));
+  });
+
+  it('a file calibrated for another model is refused, counted and the last good thresholds stay', async () => {
+    await expectRefused('wrong_model', () => writeThresholds(new Array(bundle.nesting.length - 1).fill(0), 'fashion-mnist-mrl-e@' + bundle.version));
+  });
+
+  it('a file with its own temperatures is served with them', async () => {
+    // Very high temperatures flatten every stage's softmax below any threshold of 0.5, so the last stage answers.
+    const thresholds = new Array(bundle.nesting.length - 1).fill(0.5);
+    await writeThresholds(JSON.stringify({ model: bundle.id, thresholds, temperatures: bundle.nesting.map(() => 1e6) }));
+    await dimensionUsedEventually(bundle.embeddingDim);
+    await writeThresholds(JSON.stringify({ model: bundle.id, thresholds: new Array(bundle.nesting.length - 1).fill(0), temperatures: bundle.nesting.map(() => 1e6) }));
+    await dimensionUsedEventually(bundle.nesting[0]!);
   });
 });

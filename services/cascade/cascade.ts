@@ -6,6 +6,8 @@ export type Policy = 'cascade' | 'full';
 export interface CascadeOptions {
   /** One per stage but the last, in [0, 1]. */
   thresholds: readonly number[];
+  /** One per stage, > 0: each stage's logits are divided by its temperature before the softmax. Default 1 each. */
+  temperatures?: readonly number[];
   /** Largest prefix to use (a nesting size); default: the embedding's length. */
   maxDimension?: number;
   /** Default `cascade`. */
@@ -39,13 +41,13 @@ export function exitsAt(i: number, last: number, topProbability: number, thresho
   return i === last || topProbability >= thresholds[i]!;
 }
 
-/** Softmax in float64, with the max subtracted for stability. */
-export function softmax(logits: Float64Array): Float64Array {
+/** Softmax of logits / temperature in float64, with the max subtracted for stability. */
+export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
   let max = -Infinity;
-  for (const v of logits) if (v > max) max = v;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
   const out = new Float64Array(logits.length);
   let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp((logits[i]! - max) / temperature);
   for (let i = 0; i < out.length; i++) out[i]! /= sum;
   return out;
 }
@@ -94,17 +96,17 @@ export class Cascade {
   }
 
   /**
-   * Runs the cascade on `z` (length: a nesting size). Throws a RangeError on a length or cap
-   * outside the nesting: the service refuses those first, with INVALID_ARGUMENT.
+   * Computes the raw logits of stages first..last of `z` in order (MRL-E incrementally), handing
+   * each to `visit` until it returns true. The buffer passed is reused: copy it to keep it.
    */
-  classify(z: Float32Array, options: CascadeOptions): CascadeResult {
-    const last = this.allowedStages(z.length, options.maxDimension);
-    if (typeof last === 'string') throw new RangeError(last);
-    const first = options.policy === 'full' ? last : 0;
-    const trace: StageTrace[] = [];
+  #walk(z: Float32Array, first: number, last: number, visit: (stage: number, logits: Float64Array) => boolean): void {
     let logits = new Float64Array(this.classes);
     let done = 0; // MRL-E: columns already in `logits`
-    if (this.kind === 'mrl-e') logits.set(this.heads[0]!.bias);
+    if (this.kind === 'mrl-e') {
+      logits.set(this.heads[0]!.bias);
+      done = first === 0 ? 0 : this.nesting[first - 1]!;
+      addColumns(logits, this.heads[0]!.weight, this.nesting[this.nesting.length - 1]!, z, 0, done);
+    }
     for (let i = first; i <= last; i++) {
       const m = this.nesting[i]!;
       if (this.kind === 'mrl-e') {
@@ -114,22 +116,49 @@ export class Cascade {
         logits = Float64Array.from(this.heads[i]!.bias);
         addColumns(logits, this.heads[i]!.weight, m, z, 0, m);
       }
-      const probabilities = softmax(logits);
+      if (visit(i, logits)) return;
+    }
+  }
+
+  /**
+   * Runs the cascade on `z` (length: a nesting size). Throws a RangeError on a length or cap
+   * outside the nesting: the service refuses those first, with INVALID_ARGUMENT.
+   */
+  classify(z: Float32Array, options: CascadeOptions): CascadeResult {
+    const last = this.allowedStages(z.length, options.maxDimension);
+    if (typeof last === 'string') throw new RangeError(last);
+    const trace: StageTrace[] = [];
+    let result: CascadeResult | undefined;
+    this.#walk(z, options.policy === 'full' ? last : 0, last, (i, logits) => {
+      const probabilities = softmax(logits, options.temperatures?.[i] ?? 1);
       const classIndex = argmax(probabilities);
       const top = probabilities[classIndex]!;
       const exit = exitsAt(i, last, top, options.thresholds);
+      const m = this.nesting[i]!;
       trace.push({ dimension: m, classIndex, topProbability: top, threshold: i === last ? 0 : options.thresholds[i]!, escalated: !exit });
-      if (exit) return { classIndex, confidence: top, dimensionUsed: m, probabilities, trace };
-    }
-    throw new Error('unreachable: the last stage always answers');
+      if (exit) result = { classIndex, confidence: top, dimensionUsed: m, probabilities, trace };
+      return exit;
+    });
+    if (!result) throw new Error('unreachable: the last stage always answers');
+    return result;
+  }
+
+  /** Every stage's raw logits for one full-length embedding (what temperature fitting works from). */
+  logits(z: Float32Array): Float64Array[] {
+    const out: Float64Array[] = [];
+    this.#walk(z, 0, this.nesting.length - 1, (_, logits) => {
+      out.push(Float64Array.from(logits));
+      return false;
+    });
+    return out;
   }
 
   /**
    * Every stage's top probability and class for one full-length embedding: the table that
    * calibration searches and evaluation replays through `exitsAt`.
    */
-  allStages(z: Float32Array): StageTrace[] {
+  allStages(z: Float32Array, temperatures?: readonly number[]): StageTrace[] {
     // Thresholds above 1 are never reached: the cascade runs, and traces, every stage.
-    return this.classify(z, { thresholds: new Array(this.nesting.length - 1).fill(2) }).trace;
+    return this.classify(z, { thresholds: new Array(this.nesting.length - 1).fill(2), temperatures }).trace;
   }
 }

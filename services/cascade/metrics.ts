@@ -40,7 +40,7 @@ export function createCascadeMetrics(nesting: readonly number[]) {
       registers,
     }),
     threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),
-    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Thresholds file reloads by result', labelNames: ['result'], registers }),
+    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Thresholds file reloads by result: ok, error (unreadable or invalid), wrong_model (calibrated for another model)', labelNames: ['result'], registers }),
   };
 }
 

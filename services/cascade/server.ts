@@ -37,9 +37,9 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       {
         path: config.thresholdsFile,
         pollMs: config.thresholdsPollMs,
-        onReload: (ok, t) => {
-          metrics.thresholdReloads.inc({ result: ok ? 'ok' : 'error' });
-          showThresholds(t);
+        onReload: (result, settings) => {
+          metrics.thresholdReloads.inc({ result });
+          showThresholds(settings.thresholds);
         },
       },
       logger,
@@ -48,7 +48,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     // Only an override file can fail here; name the setting that points at it.
     throw new ConfigError(`MRL_THRESHOLDS_FILE: ${(err as Error).message}`);
   }
-  showThresholds(thresholds.current);
+  showThresholds(thresholds.current.thresholds);
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
   const encoderChannel = channelCredentials(config.encoderTls);
   const encoder = createEncoderClient(

@@ -102,7 +102,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
 
   /** Runs the cascade on an embedding and records what it did. */
   const respond = (z: Float32Array, c: Checked): ClassifyResponse => {
-    const result = cascade.classify(z, { thresholds: deps.thresholds.current, maxDimension: c.cap, policy: c.policy });
+    const result = cascade.classify(z, { ...deps.thresholds.current, maxDimension: c.cap, policy: c.policy });
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });

@@ -1,25 +1,61 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { type Bundle, validateThresholds } from '../common/bundle.js';
+import { type Bundle, validateTemperatures, validateThresholds } from '../common/bundle.js';
 import type { Logger } from '../common/logger.js';
 
-/** A thresholds file, as `mrl calibrate` writes it (extra fields, like the calibration record, are kept). */
+/**
+ * A thresholds file, as `mrl calibrate --out` writes it: the model it was calibrated for
+ * (`name@version`), the thresholds, the temperatures they were calibrated under (default: the
+ * bundle's) and the calibration record (kept as it is).
+ */
 export interface ThresholdsFile {
+  model: string;
   thresholds: number[];
-  calibration?: Record<string, unknown>;
+  temperatures?: number[];
+  calibration?: object;
 }
 
-/** Reads and validates a thresholds file against the bundle's nesting; throws with the reason. */
-export function readThresholdsFile(path: string, nesting: number[]): ThresholdsFile {
+/** What the cascade's exit rule runs with. */
+export interface ExitSettings {
+  thresholds: readonly number[];
+  temperatures: readonly number[];
+}
+
+/** Why a thresholds file was not taken. `wrong_model`: it is valid, but calibrated for another model. */
+export class ThresholdsFileError extends Error {
+  constructor(
+    readonly reason: 'error' | 'wrong_model',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ThresholdsFileError';
+  }
+}
+
+/** Reads and validates a thresholds file against the bundle it is to serve; throws with the reason. */
+export function readThresholdsFile(path: string, bundle: Pick<Bundle, 'id' | 'nesting'>): ThresholdsFile {
+  const invalid = (why: string) => new ThresholdsFileError('error', `thresholds file ${path}: ${why}`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`thresholds file ${path}: ${(err as Error).message}`);
+    throw invalid((err as Error).message);
   }
-  const thresholds = (parsed as { thresholds?: unknown } | null)?.thresholds;
-  const bad = validateThresholds(thresholds, nesting);
-  if (bad) throw new Error(`thresholds file ${path}: ${bad}`);
-  return parsed as ThresholdsFile;
+  const file = (parsed ?? {}) as Partial<ThresholdsFile>;
+  const bad = validateThresholds(file.thresholds, bundle.nesting);
+  if (bad) throw invalid(bad);
+  if (file.temperatures !== undefined) {
+    const badT = validateTemperatures(file.temperatures, bundle.nesting);
+    if (badT) throw invalid(badT);
+  }
+  if (typeof file.model !== 'string') throw invalid(`it names no model ("model": "name@version"); this cascade serves ${bundle.id}`);
+  if (file.model !== bundle.id)
+    throw new ThresholdsFileError('wrong_model', `thresholds file ${path}: calibrated for ${file.model}, but this cascade serves ${bundle.id}`);
+  return file as ThresholdsFile;
+}
+
+/** The settings a thresholds file gives a bundle: its thresholds, its temperatures or the bundle's. */
+export function exitSettings(bundle: Bundle, file?: ThresholdsFile): ExitSettings {
+  return file ? { thresholds: file.thresholds, temperatures: file.temperatures ?? bundle.temperatures } : bundle;
 }
 
 export interface ThresholdStoreOptions {
@@ -28,40 +64,41 @@ export interface ThresholdStoreOptions {
   /** How often the file's stat is polled, ms (default 1000). Polling, not inotify: a Kubernetes
    * ConfigMap update swaps a symlink, which stat follows and file watches miss. */
   pollMs?: number;
-  /** Called after every reload attempt. */
-  onReload?: (ok: boolean, thresholds: readonly number[]) => void;
+  /** Called after every reload attempt: `ok`, or why the file was refused. */
+  onReload?: (result: 'ok' | ThresholdsFileError['reason'], settings: ExitSettings) => void;
 }
 
 /** The cascade's current thresholds: the bundle's, or an override file's, reloaded when it changes. */
 export class ThresholdStore {
-  #current: readonly number[];
+  #current: ExitSettings;
 
   constructor(
     private readonly bundle: Bundle,
     private readonly options: ThresholdStoreOptions,
     private readonly logger: Logger,
   ) {
-    this.#current = options.path ? readThresholdsFile(options.path, bundle.nesting).thresholds : bundle.thresholds;
+    this.#current = exitSettings(bundle, options.path ? readThresholdsFile(options.path, bundle) : undefined);
     if (options.path) {
       watchFile(options.path, { interval: options.pollMs ?? 1000, persistent: false }, () => this.reload());
-      logger.info('thresholds loaded', { path: options.path, thresholds: this.#current });
+      logger.info('thresholds loaded', { path: options.path, ...this.#current });
     }
   }
 
-  get current(): readonly number[] {
+  get current(): ExitSettings {
     return this.#current;
   }
 
-  /** Re-reads the override file; a broken file is logged and the last good thresholds stay. */
+  /** Re-reads the override file; a broken file, or one for another model, is logged and the last good settings stay. */
   reload(): void {
     if (!this.options.path) return;
     try {
-      this.#current = readThresholdsFile(this.options.path, this.bundle.nesting).thresholds;
-      this.logger.info('thresholds reloaded', { path: this.options.path, thresholds: this.#current });
-      this.options.onReload?.(true, this.#current);
+      this.#current = exitSettings(this.bundle, readThresholdsFile(this.options.path, this.bundle));
+      this.logger.info('thresholds reloaded', { path: this.options.path, ...this.#current });
+      this.options.onReload?.('ok', this.#current);
     } catch (err) {
-      this.logger.error('thresholds reload failed; keeping the previous ones', { reason: (err as Error).message });
-      this.options.onReload?.(false, this.#current);
+      const reason = err instanceof ThresholdsFileError ? err.reason : 'error';
+      this.logger.error('thresholds file refused; keeping the previous ones', { reason, message: (err as Error).message });
+      this.options.onReload?.(reason, this.#current);
     }
   }
 

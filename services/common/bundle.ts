@@ -48,6 +48,8 @@ export interface Bundle {
   heads: LinearHead[];
   /** One per stage but the last. */
   thresholds: number[];
+  /** One per stage: logits are divided by it before the softmax (model.json `temperatures`, default 1). */
+  temperatures: number[];
   encoderPath: string;
   /** model.json as parsed, for metadata the services pass on (metrics, calibration record). */
   meta: Record<string, unknown>;
@@ -84,6 +86,14 @@ export function validateThresholds(thresholds: unknown, nesting: number[]): stri
   return undefined;
 }
 
+/** Checks per-stage temperatures against a nesting: one per stage, each a positive finite number. */
+export function validateTemperatures(temperatures: unknown, nesting: number[]): string | undefined {
+  if (!Array.isArray(temperatures) || !temperatures.every((t) => typeof t === 'number' && Number.isFinite(t) && t > 0))
+    return 'temperatures must be an array of positive numbers';
+  if (temperatures.length !== nesting.length) return `expected ${nesting.length} temperatures (one per stage), got ${temperatures.length}`;
+  return undefined;
+}
+
 /** Loads and validates `model.json` and the heads of a bundle folder. */
 export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bundle> {
   const dir = resolve(dirArg);
@@ -107,6 +117,9 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
   const thresholds = field(meta, 'thresholds', isProbArray, 'an array of numbers in [0, 1]', fail);
   const bad = validateThresholds(thresholds, nesting);
   if (bad) fail(bad);
+  const temperatures = meta.temperatures === undefined ? nesting.map(() => 1) : (meta.temperatures as number[]);
+  const badT = validateTemperatures(temperatures, nesting);
+  if (badT) fail(badT);
 
   const inputMeta = field(meta, 'input', isObject, 'an object', fail);
   const input: InputSpec = {
@@ -165,6 +178,7 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
     headKind,
     heads,
     thresholds,
+    temperatures,
     encoderPath: join(dir, 'encoder.onnx'),
     meta,
   };
