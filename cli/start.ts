@@ -1,45 +1,51 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { createLogger } from '../services/common/logger.js';
 import { prettyLogLine } from './prettyLog.js';
+import { type Exit, supervise } from './supervisor.js';
 
 const SERVICES = {
   encoder: fileURLToPath(new URL('../services/encoder/main.ts', import.meta.url)),
   cascade: fileURLToPath(new URL('../services/cascade/main.ts', import.meta.url)),
 };
+type ServiceName = keyof typeof SERVICES;
+const NAMES = Object.keys(SERVICES) as ServiceName[];
 
-const COLOURS = { encoder: '\x1b[36m', cascade: '\x1b[35m' };
+const COLOURS = { encoder: '\x1b[36m', cascade: '\x1b[35m', supervisor: '\x1b[33m' };
 
 /**
- * `mrl start`: runs the encoder and the cascade as two processes (settings from the environment),
- * their JSON logs shown as prefixed readable lines. Ctrl-C or SIGTERM stops both gracefully;
- * if either exits, the other is stopped too.
+ * `mrl start [encoder|cascade]`: runs the named services (none named: both) as processes, settings
+ * from the environment, each supervised (`supervise`, default backoff): one that exits is
+ * restarted while the other keeps serving. Their JSON logs and the supervisor's are shown as
+ * prefixed readable lines, or as they are with `json`. Ctrl-C or SIGTERM stops them gracefully (a
+ * second one kills them); resolves 0 when every service's last exit was a clean one (code 0).
  */
-export async function start(options: { json: boolean }): Promise<number> {
+export async function start(options: { services: string[]; json: boolean }): Promise<number> {
+  const unknown = options.services.filter((s) => !NAMES.includes(s as ServiceName));
+  if (unknown.length > 0)
+    throw new Error(`start: unknown service ${unknown.map((s) => JSON.stringify(s)).join(', ')}; valid services: ${NAMES.join(', ')} (no name runs both)`);
+  const names = options.services.length > 0 ? NAMES.filter((n) => options.services.includes(n)) : NAMES;
   const colour = process.stdout.isTTY;
-  const children = new Map<string, ChildProcess>();
-  let stopping = false;
-  const stopAll = () => {
-    if (stopping) return;
-    stopping = true;
-    for (const child of children.values()) if (child.exitCode === null) child.kill('SIGTERM');
+  const printer = (source: ServiceName | 'supervisor') => {
+    const prefix = colour ? `${COLOURS[source]}[${source}]\x1b[0m` : `[${source}]`;
+    return (line: string) => console.log(options.json ? line : `${prefix} ${prettyLogLine(line)}`);
   };
-  const exits = Object.entries(SERVICES).map(([name, entry]) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
-    children.set(name, child);
-    const prefix = colour ? `${COLOURS[name as keyof typeof COLOURS]}[${name}]\x1b[0m` : `[${name}]`;
-    for (const stream of [child.stdout!, child.stderr!])
-      createInterface({ input: stream }).on('line', (line) => console.log(options.json ? line : `${prefix} ${prettyLogLine(line)}`));
-    return new Promise<number>((resolve) =>
-      child.on('exit', (code, signal) => {
-        if (!stopping) console.log(`[${name}] exited (${signal ?? code}); stopping the others`);
-        stopAll();
-        resolve(code ?? 1);
-      }),
-    );
+  const supervisors = names.map((name) =>
+    supervise({
+      name,
+      command: process.execPath,
+      args: ['--import', 'tsx', SERVICES[name]],
+      logger: createLogger(name, 'info', printer('supervisor')),
+      output: printer(name),
+    }),
+  );
+  const exits = await new Promise<Exit[]>((resolve) => {
+    let signals = 0;
+    const onSignal = () => {
+      const all = Promise.all(supervisors.map((s) => s.stop(signals === 0 ? 'SIGTERM' : 'SIGKILL')));
+      if (signals++ === 0) resolve(all);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
-  process.on('SIGINT', stopAll);
-  process.on('SIGTERM', stopAll);
-  const codes = await Promise.all(exits);
-  return codes.every((c) => c === 0) ? 0 : 1;
+  return exits.every((e) => e.code === 0) ? 0 : 1;
 }
