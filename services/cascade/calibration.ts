@@ -1,8 +1,22 @@
-import { exitsAt, type Policy } from './cascade.js';
+import { argmax, exitsAt, type Policy, softmax } from './cascade.js';
 
 /**
- * Every stage's outcome for every sample of a labelled split: what calibration searches and
- * evaluation replays. Row-major n × stages.
+ * Every stage's raw logits for a set of inputs, row-major n × stages × classes: what temperatures
+ * are fitted on and every stage table is made from. `labels` is absent for unlabelled inputs.
+ */
+export interface LogitTable {
+  n: number;
+  /** Prefix size of each stage. */
+  dims: readonly number[];
+  classes: number;
+  logits: Float64Array;
+  labels?: ArrayLike<number>;
+}
+
+/**
+ * Every stage's outcome for every sample of a split: what calibration searches and evaluation
+ * replays. Row-major n × stages. `labels` is what an answer is scored against: the true classes,
+ * or the full size's (for the disagreement risk, which needs no labels).
  */
 export interface StageTable {
   n: number;
@@ -13,12 +27,63 @@ export interface StageTable {
   labels: ArrayLike<number>;
 }
 
+/** What answers are scored against in a stage table: the true labels, or the full size's class. */
+export type Reference = 'labels' | 'full-size';
+
+/** The rows `indices` of a logit table (a split of it). */
+export function selectRows(table: LogitTable, indices: ArrayLike<number>): LogitTable {
+  const per = table.dims.length * table.classes;
+  const logits = new Float64Array(indices.length * per);
+  for (let r = 0; r < indices.length; r++) logits.set(table.logits.subarray(indices[r]! * per, (indices[r]! + 1) * per), r * per);
+  const labels = table.labels;
+  return { ...table, n: indices.length, logits, labels: labels && Array.from(indices as ArrayLike<number>, (i) => labels[i]!) };
+}
+
+/** The rows `indices` of a stage table. */
+export function selectStageRows(table: StageTable, indices: ArrayLike<number>): StageTable {
+  const K = table.dims.length;
+  const top = new Float64Array(indices.length * K);
+  const classIndex = new Int32Array(indices.length * K);
+  for (let r = 0; r < indices.length; r++) {
+    top.set(table.top.subarray(indices[r]! * K, (indices[r]! + 1) * K), r * K);
+    classIndex.set(table.classIndex.subarray(indices[r]! * K, (indices[r]! + 1) * K), r * K);
+  }
+  return { n: indices.length, dims: table.dims, top, classIndex, labels: Array.from(indices as ArrayLike<number>, (i) => table.labels[i]!) };
+}
+
+/** The stage table of `table` under per-stage temperatures, with the cascade's own softmax. */
+export function stageTable(table: LogitTable, temperatures: readonly number[], reference: Reference = 'labels'): StageTable {
+  const K = table.dims.length;
+  const C = table.classes;
+  const top = new Float64Array(table.n * K);
+  const classIndex = new Int32Array(table.n * K);
+  for (let i = 0; i < table.n; i++)
+    for (let k = 0; k < K; k++) {
+      const p = softmax(table.logits.subarray((i * K + k) * C, (i * K + k + 1) * C), temperatures[k]);
+      classIndex[i * K + k] = argmax(p);
+      top[i * K + k] = p[classIndex[i * K + k]!]!;
+    }
+  let labels: ArrayLike<number>;
+  if (reference === 'full-size') labels = Int32Array.from({ length: table.n }, (_, i) => classIndex[i * K + K - 1]!);
+  else if (table.labels) labels = table.labels;
+  else throw new Error('these inputs have no labels: only the disagreement risk can be measured on them');
+  return { n: table.n, dims: table.dims, top, classIndex, labels };
+}
+
 export interface Replay {
   correct: number;
   /** Sum of the dimension used over all samples. */
   dimensionSum: number;
   /** Samples answered by each stage. */
   exits: number[];
+  /** Right answers among the samples each stage answered. */
+  exitCorrect: number[];
+  /** Answers whose class differs from the full size's (the table's last stage). */
+  disagreements: number;
+  /** Answers that are wrong where the full size is right. */
+  harms: number;
+  /** With `perSample`: the stage that answered each sample. */
+  stageOf?: Int32Array;
 }
 
 export interface ReplayOptions {
@@ -26,19 +91,36 @@ export interface ReplayOptions {
   lastStage?: number;
   /** `full` answers at `lastStage` alone, as the service's full policy does. Default `cascade`. */
   policy?: Policy;
+  /** Also record which stage answered each sample. */
+  perSample?: boolean;
 }
 
 /** Runs the cascade's exit rule (`exitsAt`, as the service does) over the table. */
 export function replay(table: StageTable, thresholds: readonly number[], options: ReplayOptions = {}): Replay {
   const K = table.dims.length;
   const lastStage = options.lastStage ?? K - 1;
-  const out: Replay = { correct: 0, dimensionSum: 0, exits: new Array<number>(K).fill(0) };
+  const out: Replay = {
+    correct: 0,
+    dimensionSum: 0,
+    exits: new Array<number>(K).fill(0),
+    exitCorrect: new Array<number>(K).fill(0),
+    disagreements: 0,
+    harms: 0,
+    stageOf: options.perSample ? new Int32Array(table.n) : undefined,
+  };
   for (let i = 0; i < table.n; i++) {
     for (let k = options.policy === 'full' ? lastStage : 0; k <= lastStage; k++) {
       if (!exitsAt(k, lastStage, table.top[i * K + k]!, thresholds)) continue;
+      const answer = table.classIndex[i * K + k];
+      const full = table.classIndex[i * K + K - 1];
       out.exits[k]!++;
       out.dimensionSum += table.dims[k]!;
-      if (table.classIndex[i * K + k] === table.labels[i]) out.correct++;
+      if (answer === table.labels[i]) {
+        out.correct++;
+        out.exitCorrect[k]!++;
+      } else if (full === table.labels[i]) out.harms++;
+      if (answer !== full) out.disagreements++;
+      if (out.stageOf) out.stageOf[i] = k;
       break;
     }
   }
@@ -160,6 +242,39 @@ function coordinateDescent(table: StageTable, start: number[], objective: Parame
     if (!moved) break;
   }
   return t;
+}
+
+/**
+ * For j = 0, 1, …, `maxLosses`: the cheapest thresholds found with at most j fewer right answers
+ * than the full size: a sequence of cascades, each allowed one more mistake than the last. Each
+ * is coordinate descent from the one before, or from the cheapest point of a Lagrangian path
+ * (dimension − λ · right answers minimised for a falling price λ) that is feasible for j, where
+ * that does better: continuation alone gets stuck where giving up a few answers on the hardest
+ * inputs would save many dimensions.
+ */
+export function minDimensionPath(table: StageTable, maxLosses: number): number[][] {
+  const K = table.dims.length;
+  const full = replay(table, [], { policy: 'full' }).correct;
+  const dMax = table.dims[K - 1]!;
+  const lagrangian: { t: number[]; p: Point }[] = [];
+  let l = new Array<number>(K - 1).fill(1);
+  for (let e = 3; e >= -2; e -= 0.1) {
+    l = coordinateDescent(table, l, { kind: 'lagrangian', lambda: dMax * 10 ** e });
+    lagrangian.push({ t: l, p: point(table, l) });
+  }
+  const out: number[][] = [];
+  let t = new Array<number>(K - 1).fill(1);
+  for (let j = 0; j <= maxLosses; j++) {
+    const objective: Objective = { kind: 'min-dimension', minCorrect: full - j };
+    let best = coordinateDescent(table, t, objective);
+    const start = lagrangian.filter((x) => x.p.correct >= full - j).sort((a, b) => a.p.cost - b.p.cost)[0];
+    if (start) {
+      const x = coordinateDescent(table, start.t, objective);
+      if (better(objective, point(table, x), point(table, best))) best = x;
+    }
+    out.push((t = best));
+  }
+  return out;
 }
 
 /** Up to `max` candidate thresholds for stage k: 1 and the distinct tops, thinned evenly by rank. */
