@@ -1,26 +1,29 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL_DIR, loadBundle } from '../services/common/bundle.js';
-import { readThresholdsFile } from '../services/cascade/thresholds.js';
-import { calibrateCommand } from './calibrate.js';
+import { exitSettings, readThresholdsFile } from '../services/cascade/thresholds.js';
+import { type CalibrationTarget, calibrateCommand } from './calibrate.js';
 import { classifyCommand } from './classify.js';
 import { evaluateTable, formatEvaluation } from './evaluate.js';
 import { reportCommand } from './report.js';
 import { loadSplit } from './fashionMnist.js';
-import { buildStageTable } from './stageTable.js';
+import { buildLogitTable } from './logitTable.js';
 import { start } from './start.js';
+import { watchCommand } from './watch.js';
 
 const HELP = `mrl: adaptive classification cascades over Matryoshka representations
 
 Usage: mrl <command> [options]
 
 Commands:
-  start                     run the encoder and cascade services (settings from MRL_* variables)
+  start [encoder|cascade]   run and supervise the encoder and cascade, or the one named (settings from
+                            MRL_* variables); a service that exits is restarted with backoff
   classify <image.png>      classify an image file with a running cascade
   classify --sample N       classify image N of the bundle's test slice
-  calibrate                 learn the cascade thresholds on the validation split
+  calibrate                 certify the cascade's thresholds (and fit temperatures) on the validation split
   eval                      the cascade's accuracy and average dimension on the test split
-  report                    calibrate at several targets, evaluate on test, write the table and plot
+  report                    certify at several bounds, evaluate on test, write the table and plot
+  watch                     a running cascade's live average dimension, shadow disagreement and certificate
   help                      show this text
 
 Options:
@@ -32,12 +35,22 @@ Options:
   --timeout-ms N            call deadline (default 10000)
   --json                    print JSON (start: raw JSON log lines)
 
-calibrate:
-  --target-accuracy A       accuracy to reach on validation, a fraction (default: full size - tolerance)
-  --tolerance T             accuracy the default target gives up, a fraction (default 0)
-  --max-avg-dim B           instead: the best accuracy with an average dimension <= B
+calibrate (certified, the default: with probability >= 1 - D over the validation sample, risk <= E):
+  --risk disagreement|error disagreement: share of answers that differ from the full size's (needs no
+                            labels); error: cascade error rate minus the full size's (default disagreement)
+  --epsilon E               the risk bound, a fraction (default 0.005)
+  --delta D                 the chance the bound is allowed to fail, a fraction (default 0.05)
+calibrate (UNCERTIFIED accuracy-target search: it holds on validation, no guarantee beyond it):
+  --tolerance T             reach the full size's validation accuracy minus T, a fraction
+  --target-accuracy A       reach accuracy A on validation, a fraction
+  --max-avg-dim B           the best validation accuracy with an average dimension <= B
   --out FILE                write a thresholds file (MRL_THRESHOLDS_FILE) instead of model.json
   --dry-run                 print only
+
+watch:
+  --metrics URL             the cascade's metrics (default http://localhost:9464/metrics)
+  --interval S              seconds between reports (default 5)
+  --once                    one report, then exit
 
 eval:
   --thresholds FILE         thresholds file to evaluate (default: the bundle's)
@@ -59,12 +72,18 @@ async function main(argv: string[]): Promise<number> {
       'timeout-ms': { type: 'string', default: '10000' },
       json: { type: 'boolean', default: false },
       'target-accuracy': { type: 'string' },
-      tolerance: { type: 'string', default: '0' },
+      tolerance: { type: 'string' },
+      risk: { type: 'string' },
+      epsilon: { type: 'string' },
+      delta: { type: 'string' },
       'max-avg-dim': { type: 'string' },
       out: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       thresholds: { type: 'string' },
       split: { type: 'string', default: 'test' },
+      metrics: { type: 'string', default: 'http://localhost:9464/metrics' },
+      interval: { type: 'string', default: '5' },
+      once: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -74,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
     return n;
   };
-  const fraction = (name: 'target-accuracy' | 'tolerance') => {
+  const fraction = (name: 'target-accuracy' | 'tolerance' | 'epsilon' | 'delta') => {
     const v = values[name];
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -89,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'start':
-      return start({ json: values.json });
+      return start({ services: rest, json: values.json });
     case 'classify': {
       if ((rest.length === 1) === (values.sample !== undefined)) throw new Error('classify takes an image path or --sample N');
       return classifyCommand(
@@ -109,22 +128,23 @@ async function main(argv: string[]): Promise<number> {
     case 'calibrate': {
       const maxAvgDim = values['max-avg-dim'] === undefined ? undefined : Number(values['max-avg-dim']);
       if (maxAvgDim !== undefined && !(maxAvgDim > 0)) throw new Error('--max-avg-dim must be a positive number');
-      if (maxAvgDim !== undefined && values['target-accuracy'] !== undefined) throw new Error('give --target-accuracy or --max-avg-dim, not both');
-      return calibrateCommand(await loadBundle(values.model), {
-        targetAccuracy: fraction('target-accuracy'),
-        tolerance: fraction('tolerance')!,
-        maxAvgDim,
-        out: values.out,
-        dryRun: values['dry-run'],
-        json: values.json,
-      });
+      const uncertified = ['target-accuracy', 'tolerance', 'max-avg-dim'].filter((k) => values[k as keyof typeof values] !== undefined);
+      const certified = ['risk', 'epsilon', 'delta'].filter((k) => values[k as keyof typeof values] !== undefined);
+      if (uncertified.length > 1) throw new Error(`give one of --target-accuracy, --tolerance, --max-avg-dim, not ${uncertified.map((k) => `--${k}`).join(' and ')}`);
+      if (uncertified.length && certified.length)
+        throw new Error(`--${uncertified[0]} is the uncertified search; --${certified[0]} is for certified calibration: give one kind`);
+      if (values.risk !== undefined && values.risk !== 'disagreement' && values.risk !== 'error') throw new Error('--risk must be disagreement or error');
+      const target: CalibrationTarget = uncertified.length
+        ? { kind: 'accuracy', targetAccuracy: fraction('target-accuracy'), tolerance: fraction('tolerance') ?? 0, maxAvgDim }
+        : { kind: 'certified', risk: values.risk ?? 'disagreement', epsilon: fraction('epsilon') ?? 0.005, delta: fraction('delta') ?? 0.05 };
+      return calibrateCommand(await loadBundle(values.model), { target, out: values.out, dryRun: values['dry-run'], json: values.json });
     }
     case 'eval': {
       if (values.split !== 'test' && values.split !== 'validation') throw new Error('--split must be test or validation');
       const bundle = await loadBundle(values.model);
-      const thresholds = values.thresholds ? readThresholdsFile(values.thresholds, bundle.nesting).thresholds : bundle.thresholds;
-      const table = await buildStageTable(bundle, await loadSplit(values.split), `embedding the ${values.split} split`, values.json);
-      const result = evaluateTable(bundle, table, values.split, { thresholds, policy, maxDimension: int('max-dimension') });
+      const settings = exitSettings(bundle, values.thresholds ? readThresholdsFile(values.thresholds, bundle) : undefined);
+      const table = await buildLogitTable(bundle, await loadSplit(values.split), `embedding the ${values.split} split`, values.json);
+      const result = evaluateTable(bundle, table, values.split, { ...settings, policy, maxDimension: int('max-dimension') });
       console.log(values.json ? JSON.stringify(result) : formatEvaluation(result));
       return 0;
     }
@@ -134,6 +154,11 @@ async function main(argv: string[]): Promise<number> {
         values.model === DEFAULT_MODEL_DIR ? fileURLToPath(new URL('../README.md', import.meta.url)) : undefined,
         values.json,
       );
+    case 'watch': {
+      const intervalS = Number(values.interval);
+      if (!(intervalS > 0)) throw new Error('--interval must be a positive number of seconds');
+      return watchCommand({ url: values.metrics, intervalS, once: values.once, json: values.json });
+    }
     default:
       throw new Error(`unknown command ${JSON.stringify(command)}; see mrl --help`);
   }

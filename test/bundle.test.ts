@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -25,12 +25,19 @@ describe.each([DEFAULT_MODEL_DIR, join(DEFAULT_MODEL_DIR, '..', 'fashion-mnist-m
     return out[bundle.outputName]!.data as Float32Array;
   }
 
-  it('declares a Matryoshka nesting from 8 to a d of at least 512, ten labels and a threshold per stage but the last', () => {
+  it('declares a Matryoshka nesting from 1 to a d of at least 512, ten labels, a threshold per stage but the last and a temperature per stage', () => {
     expect(bundle.embeddingDim).toBeGreaterThanOrEqual(512);
-    expect(bundle.nesting[0]).toBe(8);
+    expect(bundle.nesting[0]).toBe(1);
     bundle.nesting.slice(1).forEach((m, i) => expect(m).toBe(2 * bundle.nesting[i]!));
     expect(bundle.labels).toHaveLength(10);
     expect(bundle.thresholds).toHaveLength(bundle.nesting.length - 1);
+    expect(bundle.meta.temperatures).toHaveLength(bundle.nesting.length);
+  });
+
+  it('stays under 10 MB', async () => {
+    const files = await readdir(bundle.dir);
+    const sizes = await Promise.all(files.map(async (f) => (await stat(join(bundle.dir, f))).size));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBeLessThan(10 * 1024 * 1024);
   });
 
   it('encoder.onnx has a dynamic batch axis and reproduces the PyTorch reference embeddings (max abs diff < 1e-4)', async () => {

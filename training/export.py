@@ -151,7 +151,9 @@ def previous_calibration(out: str, checkpoint: str) -> tuple[dict, str]:
             card = f.read()
     except (OSError, ValueError):
         return {}, ""
-    if old.get("training", {}).get("checkpoint") != checkpoint or "calibration" not in old:
+    # The checkpoint's name does not say its nesting: a model of other sizes keeps nothing.
+    if (old.get("training", {}).get("checkpoint") != checkpoint or "calibration" not in old
+            or old.get("nesting") != NESTING):
         return {}, ""
     a, b = card.find(REPORT_START), card.find(REPORT_END)
     section = card[a:b + len(REPORT_END)] if 0 <= a < b else ""

@@ -1,13 +1,8 @@
-/** Fetches a Prometheus text exposition and returns `name{labels}` → value (comments skipped). */
-export async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const cut = line.lastIndexOf(' ');
-    out.set(line.slice(0, cut), Number(line.slice(cut + 1)));
-  }
-  return out;
+import { scrapeUrl } from '../../cli/metrics.js';
+
+/** Fetches a service's Prometheus exposition on loopback: `name{labels}` → value. */
+export function scrape(port: number): Promise<Map<string, number>> {
+  return scrapeUrl(`http://127.0.0.1:${port}/metrics`);
 }
 
 /** after − before for one series (absent counts as 0). */

@@ -1,0 +1,69 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type LogitTable, replay, selectRows, stageTable } from '../services/cascade/calibration.js';
+import { certifyThresholds } from '../services/cascade/certify.js';
+import { expectedCalibrationErrors } from '../services/cascade/temperature.js';
+import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { loadSplit } from '../cli/fashionMnist.js';
+import { buildLogitTable } from '../cli/logitTable.js';
+
+/** A seeded generator, so every draw is the same on every run. */
+function rng(seed: number) {
+  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+/** A random permutation of 0..n-1 (Fisher-Yates). */
+function permutation(n: number, r: () => number): number[] {
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+let bundle: Bundle;
+let validation: LogitTable;
+let test: LogitTable;
+
+beforeAll(async () => {
+  bundle = await loadBundle();
+  validation = await buildLogitTable(bundle, await loadSplit('validation'), '', true);
+  test = await buildLogitTable(bundle, await loadSplit('test'), '', true);
+}, 120_000);
+
+describe('certified calibration on the default model', () => {
+  it('re-drawn 50 times from random halves of validation, the bound fails on the other half in no more than δ of the draws (plus binomial slack)', () => {
+    const epsilon = 0.005;
+    const delta = 0.05;
+    const draws = 50;
+    const r = rng(2026);
+    let failures = 0;
+    let dimensionSum = 0;
+    for (let s = 0; s < draws; s++) {
+      const order = permutation(validation.n, r);
+      const half = validation.n >> 1;
+      const calibration = selectRows(validation, order.slice(0, half));
+      const heldOut = selectRows(validation, order.slice(half));
+      const got = certifyThresholds(calibration, { risk: 'disagreement', epsilon, delta });
+      const out = replay(stageTable(heldOut, got.temperatures, 'full-size'), got.thresholds);
+      if (out.disagreements / heldOut.n > epsilon) failures++;
+      dimensionSum += out.dimensionSum / heldOut.n;
+    }
+    // Binomial(50, 0.05) exceeds 8 with probability about 0.003.
+    expect(failures).toBeLessThanOrEqual(8);
+    // And the certified cascades save dimensions: far below the full size on average.
+    expect(dimensionSum / draws).toBeLessThan(bundle.embeddingDim / 4);
+  });
+
+  it("the bundle's temperatures lower every stage's expected calibration error on the test split", () => {
+    const before = expectedCalibrationErrors(test, bundle.nesting.map(() => 1));
+    const after = expectedCalibrationErrors(test, bundle.temperatures);
+    bundle.nesting.forEach((m, k) => expect(after[k]!, `${m}-d: ${before[k]} -> ${after[k]}`).toBeLessThan(before[k]!));
+  });
+
+  it("re-certifying the bundle's validation split gives the thresholds and temperatures it ships", () => {
+    const got = certifyThresholds(validation, { risk: 'disagreement', epsilon: 0.005, delta: 0.05 });
+    got.thresholds.forEach((t, k) => expect(t).toBeCloseTo(bundle.thresholds[k]!, 5));
+    got.temperatures.forEach((t, k) => expect(t).toBeCloseTo(bundle.temperatures[k]!, 5));
+  });
+});
