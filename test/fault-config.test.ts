@@ -67,6 +67,10 @@ const BAD: BadSetting[] = [
   ['MRL_ENCODER_QUEUE', cascadeConfig, () => ({ MRL_ENCODER_QUEUE: 'many' }), /must be an integer from 1/],
   ['MRL_MAX_BATCH_REQUESTS', cascadeConfig, () => ({ MRL_MAX_BATCH_REQUESTS: '0' }), /must be an integer from 1/],
   ['MRL_THRESHOLDS_POLL_MS', cascadeConfig, () => ({ MRL_THRESHOLDS_POLL_MS: '1' }), /must be an integer from 10/],
+  ['MRL_SHADOW_RATE', cascadeConfig, () => ({ MRL_SHADOW_RATE: '1.5' }), /^MRL_SHADOW_RATE="1.5": must be a number from 0 to 1$/],
+  ['MRL_SHADOW_RECALIBRATE', cascadeConfig, () => ({ MRL_SHADOW_RECALIBRATE: 'sometimes' }), /must be true or false/],
+  ['MRL_SHADOW_RESERVOIR', cascadeConfig, () => ({ MRL_SHADOW_RESERVOIR: '10' }), /must be an integer from 100/],
+  ['MRL_SHADOW_RECALIBRATE_MS', cascadeConfig, () => ({ MRL_SHADOW_RECALIBRATE_MS: '5' }), /must be an integer from 1000/],
   ['MRL_BREAKER_ERROR_PERCENT', cascadeConfig, () => ({ MRL_BREAKER_ERROR_PERCENT: '0' }), /must be an integer from 1 to 100/],
   ['MRL_BREAKER_VOLUME', cascadeConfig, () => ({ MRL_BREAKER_VOLUME: 'five' }), /must be an integer from 1/],
   ['MRL_BREAKER_RESET_MS', cascadeConfig, () => ({ MRL_BREAKER_RESET_MS: '1' }), /must be an integer from 10/],
@@ -121,6 +125,7 @@ describe('configuration is validated at start-up', () => {
     ['cascade', { MRL_ENCODER_TARGET: 'http://encoder:50052' }, /MRL_ENCODER_TARGET="http:\/\/encoder:50052": must be host:port/],
     ['cascade', { MRL_MODEL_DIR: '/nonexistent/bundle' }, /MRL_MODEL_DIR="\/nonexistent\/bundle": must be an existing folder/],
     ['cascade', { MRL_THRESHOLDS_FILE: '/nonexistent/thresholds.json' }, /^MRL_THRESHOLDS_FILE: thresholds file \/nonexistent\/thresholds.json: ENOENT/],
+    ['cascade', { MRL_SHADOW_RECALIBRATE: '1', MRL_SHADOW_RATE: '0' }, /^MRL_SHADOW_RECALIBRATE: needs MRL_SHADOW_RATE above 0/],
     ['cascade', { MRL_THRESHOLDS_FILE: WRONG_MODEL }, /^MRL_THRESHOLDS_FILE: thresholds file .*: calibrated for some-other-model@1.0.0, but this cascade serves fashion-mnist-mrl@/],
   ] as const)('the %s process refuses to start on %j: exit 1, the reason logged, nothing served', async (name, env, message) => {
     const { code, output } = await runToExit(name, env);

@@ -56,6 +56,15 @@ export interface CascadeConfig {
    * the encoder had it at least this long.
    */
   breaker: BreakerOptions;
+  /**
+   * Shadow agreement. MRL_SHADOW_RATE: share of cascade-policy requests without a dimension cap
+   * that also get the full size's class, off the response path (default 0.01; 0 turns it off).
+   * MRL_SHADOW_RECALIBRATE: re-certify the thresholds on the shadow samples and serve them when
+   * certified (default false). MRL_SHADOW_RESERVOIR: most recent samples kept for that (default
+   * 5000). MRL_SHADOW_RECALIBRATE_MS: how often it re-certifies at least, ms (default 600000); it
+   * also does as soon as the served thresholds' disagreement on the samples is above the bound.
+   */
+  shadow: { rate: number; recalibrate: boolean; reservoir: number; intervalMs: number };
   /** MRL_MAX_MESSAGE_BYTES: largest request or encoder response accepted (default 4194304). */
   maxMessageBytes: number;
   /** MRL_MAX_BATCH_REQUESTS: most requests in one ClassifyBatch call (default 1024). */
@@ -89,6 +98,12 @@ export function cascadeConfig(env: Env): CascadeConfig {
     // Checked against the bundle's nesting when the cascade starts (startCascade).
     thresholdsFile: r.optionalString('MRL_THRESHOLDS_FILE'),
     thresholdsPollMs: r.int('MRL_THRESHOLDS_POLL_MS', 1000, 10, 3_600_000),
+    shadow: {
+      rate: r.fraction('MRL_SHADOW_RATE', 0.01),
+      recalibrate: r.bool('MRL_SHADOW_RECALIBRATE', false),
+      reservoir: r.int('MRL_SHADOW_RESERVOIR', 5000, 100, 1_000_000),
+      intervalMs: r.int('MRL_SHADOW_RECALIBRATE_MS', 600_000, 1000, 86_400_000),
+    },
     breaker: {
       errorThresholdPercentage: r.int('MRL_BREAKER_ERROR_PERCENT', 50, 1, 100),
       volumeThreshold: r.int('MRL_BREAKER_VOLUME', 5, 1, 1_000_000),

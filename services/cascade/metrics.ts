@@ -40,7 +40,15 @@ export function createCascadeMetrics(nesting: readonly number[]) {
       registers,
     }),
     threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),
-    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Thresholds file reloads by result: ok, error (unreadable or invalid), wrong_model (calibrated for another model)', labelNames: ['result'], registers }),
+    shadow: new Counter({
+      name: 'mrl_cascade_shadow_total',
+      help: 'Shadow-sampled cascade answers (MRL_SHADOW_RATE) by the stage that answered and whether the full size agreed',
+      labelNames: ['dimension', 'agreed'],
+      registers,
+    }),
+    certificateEpsilon: new Gauge({ name: 'mrl_cascade_certificate_epsilon', help: 'Risk bound the served thresholds are certified at (absent: uncertified)', labelNames: ['risk'], registers }),
+    certificateDelta: new Gauge({ name: 'mrl_cascade_certificate_delta', help: 'Chance the served certificate may fail (absent: uncertified)', labelNames: ['risk'], registers }),
+    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Threshold changes by result: ok (file reloaded), error (file unreadable or invalid), wrong_model (file calibrated for another model), recertified (on shadow samples), not_certified (re-certification found none)', labelNames: ['result'], registers }),
   };
 }
 

@@ -12,7 +12,9 @@ import { CoalescingEncoder } from './coalescingEncoder.js';
 import { createEncoderClient } from './encoderClient.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
 import { createClassifierService } from './service.js';
-import { ThresholdStore } from './thresholds.js';
+import { startRecertification } from './recertification.js';
+import { ShadowSampler } from './shadow.js';
+import { type ExitSettings, ThresholdStore } from './thresholds.js';
 
 export interface RunningCascade {
   port: number;
@@ -29,7 +31,15 @@ export interface RunningCascade {
 export async function startCascade(config: CascadeConfig, logger: Logger): Promise<RunningCascade> {
   const bundle = await loadBundle(config.modelDir);
   const metrics = createCascadeMetrics(bundle.nesting);
-  const showThresholds = (t: readonly number[]) => t.forEach((v, i) => metrics.threshold.set({ dimension: String(bundle.nesting[i]) }, v));
+  const showSettings = (settings: ExitSettings) => {
+    settings.thresholds.forEach((v, i) => metrics.threshold.set({ dimension: String(bundle.nesting[i]) }, v));
+    metrics.certificateEpsilon.reset();
+    metrics.certificateDelta.reset();
+    if (settings.certificate) {
+      metrics.certificateEpsilon.set({ risk: settings.certificate.risk }, settings.certificate.epsilon);
+      metrics.certificateDelta.set({ risk: settings.certificate.risk }, settings.certificate.delta);
+    }
+  };
   let thresholds: ThresholdStore;
   try {
     thresholds = new ThresholdStore(
@@ -37,9 +47,9 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       {
         path: config.thresholdsFile,
         pollMs: config.thresholdsPollMs,
-        onReload: (result, settings) => {
+        onChange: (result, settings) => {
           metrics.thresholdReloads.inc({ result });
-          showThresholds(settings.thresholds);
+          showSettings(settings);
         },
       },
       logger,
@@ -48,7 +58,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     // Only an override file can fail here; name the setting that points at it.
     throw new ConfigError(`MRL_THRESHOLDS_FILE: ${(err as Error).message}`);
   }
-  showThresholds(thresholds.current.thresholds);
+  showSettings(thresholds.current);
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
   const encoderChannel = channelCredentials(config.encoderTls);
   const encoder = createEncoderClient(
@@ -68,6 +78,17 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     bulk: new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics, 'cascade bulk encoder queue'),
   };
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
+  const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
+  let recertification: { stop(): void } | undefined;
+  if (config.shadow.recalibrate) {
+    const terms = thresholds.current.certificate;
+    if (terms?.risk !== 'disagreement' || config.shadow.rate === 0)
+      throw new ConfigError(
+        'MRL_SHADOW_RECALIBRATE: needs MRL_SHADOW_RATE above 0 and thresholds certified for the disagreement risk ' +
+          '(calibration.certificate in model.json or the thresholds file, from `mrl calibrate`)',
+      );
+    recertification = startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000, terms }, metrics, logger);
+  }
   const { definition, proto } = loadMrlProtos();
   const grpcServer = await startGrpcServer({
     serviceNames: ['mrl.v1.Classifier'],
@@ -79,6 +100,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
           bundle,
           cascade,
           thresholds,
+          shadow,
           encoder: coalescing,
           metrics,
           logger,
@@ -112,6 +134,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     thresholds,
     shutdown: async () => {
       await grpcServer.shutdown(config.shutdownGraceMs);
+      recertification?.stop();
       thresholds.close();
       encoder.close();
       await metricsServer.close();

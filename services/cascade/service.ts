@@ -15,12 +15,15 @@ import { Cascade, type Policy } from './cascade.js';
 import type { CoalescingEncoder } from './coalescingEncoder.js';
 import { cascadeErrorMapper } from './errorStatus.js';
 import type { CascadeMetrics } from './metrics.js';
+import type { ShadowSampler } from './shadow.js';
 import type { ThresholdStore } from './thresholds.js';
 
 export interface ClassifierServiceDeps {
   bundle: Bundle;
   cascade: Cascade;
   thresholds: ThresholdStore;
+  /** Samples answers for shadow agreement. */
+  shadow: ShadowSampler;
   /**
    * The way to the encoder for unary Classify calls, and a second one, with a queue of its own,
    * for ClassifyBatch items: a bulk job can fill only its own queue, never the interactive one.
@@ -102,7 +105,10 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
 
   /** Runs the cascade on an embedding and records what it did. */
   const respond = (z: Float32Array, c: Checked): ClassifyResponse => {
-    const result = cascade.classify(z, { ...deps.thresholds.current, maxDimension: c.cap, policy: c.policy });
+    const settings = deps.thresholds.current;
+    const result = cascade.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy });
+    // Only an answer that could have escalated to the full size can disagree with it.
+    if (c.policy === 'cascade' && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });

@@ -14,10 +14,26 @@ export interface ThresholdsFile {
   calibration?: object;
 }
 
-/** What the cascade's exit rule runs with. */
+/** The part of a calibration record's certificate the service acts on. */
+export interface CertificateTerms {
+  risk: string;
+  epsilon: number;
+  delta: number;
+}
+
+/** What the cascade's exit rule runs with, and the certificate the thresholds carry (absent: uncertified). */
 export interface ExitSettings {
   thresholds: readonly number[];
   temperatures: readonly number[];
+  certificate?: CertificateTerms;
+}
+
+/** The certificate terms of a calibration record, when it has well-formed ones. */
+function certificateOf(calibration: unknown): CertificateTerms | undefined {
+  const c = (calibration as { certificate?: Partial<CertificateTerms> } | undefined)?.certificate;
+  return c && typeof c.risk === 'string' && typeof c.epsilon === 'number' && typeof c.delta === 'number'
+    ? { risk: c.risk, epsilon: c.epsilon, delta: c.delta }
+    : undefined;
 }
 
 /** Why a thresholds file was not taken. `wrong_model`: it is valid, but calibrated for another model. */
@@ -55,7 +71,9 @@ export function readThresholdsFile(path: string, bundle: Pick<Bundle, 'id' | 'ne
 
 /** The settings a thresholds file gives a bundle: its thresholds, its temperatures or the bundle's. */
 export function exitSettings(bundle: Bundle, file?: ThresholdsFile): ExitSettings {
-  return file ? { thresholds: file.thresholds, temperatures: file.temperatures ?? bundle.temperatures } : bundle;
+  return file
+    ? { thresholds: file.thresholds, temperatures: file.temperatures ?? bundle.temperatures, certificate: certificateOf(file.calibration) }
+    : { thresholds: bundle.thresholds, temperatures: bundle.temperatures, certificate: certificateOf(bundle.meta.calibration) };
 }
 
 export interface ThresholdStoreOptions {
@@ -64,11 +82,17 @@ export interface ThresholdStoreOptions {
   /** How often the file's stat is polled, ms (default 1000). Polling, not inotify: a Kubernetes
    * ConfigMap update swaps a symlink, which stat follows and file watches miss. */
   pollMs?: number;
-  /** Called after every reload attempt: `ok`, or why the file was refused. */
-  onReload?: (result: 'ok' | ThresholdsFileError['reason'], settings: ExitSettings) => void;
+  /**
+   * Called after every change or refused change, with the settings then in force: `ok` (the file
+   * reloaded), why the file was refused, or `recertified` (thresholds re-certified on shadow samples).
+   */
+  onChange?: (result: 'ok' | 'recertified' | ThresholdsFileError['reason'], settings: ExitSettings) => void;
 }
 
-/** The cascade's current thresholds: the bundle's, or an override file's, reloaded when it changes. */
+/**
+ * The cascade's current thresholds: the bundle's, or an override file's, reloaded when it changes,
+ * or ones re-certified on live traffic. A file that changes wins over re-certified thresholds.
+ */
 export class ThresholdStore {
   #current: ExitSettings;
 
@@ -94,12 +118,18 @@ export class ThresholdStore {
     try {
       this.#current = exitSettings(this.bundle, readThresholdsFile(this.options.path, this.bundle));
       this.logger.info('thresholds reloaded', { path: this.options.path, ...this.#current });
-      this.options.onReload?.('ok', this.#current);
+      this.options.onChange?.('ok', this.#current);
     } catch (err) {
       const reason = err instanceof ThresholdsFileError ? err.reason : 'error';
       this.logger.error('thresholds file refused; keeping the previous ones', { reason, message: (err as Error).message });
-      this.options.onReload?.(reason, this.#current);
+      this.options.onChange?.(reason, this.#current);
     }
+  }
+
+  /** Serves thresholds certified on live traffic, at the current temperatures. */
+  recertified(thresholds: readonly number[], certificate: CertificateTerms): void {
+    this.#current = { ...this.#current, thresholds, certificate };
+    this.options.onChange?.('recertified', this.#current);
   }
 
   close(): void {

@@ -73,6 +73,14 @@ export function envReader(env: Env) {
         throw new ConfigError(`${name}=${JSON.stringify(v)}: must be an integer from ${min} to ${max}`);
       return n;
     },
+    /** A number from 0 to 1. */
+    fraction(name: string, fallback: number): number {
+      const v = raw(name);
+      if (v === undefined) return fallback;
+      const n = Number(v);
+      if (!/^\d*\.?\d+(e-?\d+)?$/i.test(v) || !(n >= 0 && n <= 1)) throw new ConfigError(`${name}=${JSON.stringify(v)}: must be a number from 0 to 1`);
+      return n;
+    },
     /** A folder that must exist. */
     dir(name: string, fallback: string): string {
       const v = raw(name) ?? fallback;
