@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import type { PointReport } from '../bench/point.js';
+import type { PointReport } from '../bench/measurePoint.js';
 
 const point = async (args: string[]) => {
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/point.ts', '--warmup-ms', '200', '--duration-ms', '600', ...args]);

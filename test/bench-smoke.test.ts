@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { BenchResult } from '../bench/run.js';
+import { loadBundle } from '../services/common/bundle.js';
 
 describe('npm run bench (quick smoke run)', () => {
   it('runs every part and writes a well-formed result', async () => {
@@ -26,9 +27,10 @@ describe('npm run bench (quick smoke run)', () => {
       }
       expect(r.echo.every((p) => Object.keys(p.server_cpu_seconds).join() === 'echo')).toBe(true);
       expect([...r.cascade, r.encoder_alone].every((p) => Object.keys(p.server_cpu_seconds).join() === 'encoder,cascade')).toBe(true);
-      expect(r.full.every((p) => p.avg_dimension === 512)).toBe(true);
+      const { nesting, embeddingDim } = await loadBundle();
+      expect(r.full.every((p) => p.avg_dimension === embeddingDim)).toBe(true);
       for (const b of [r.bulk, r.bulk_packed]) expect(b.items_per_second).toBeCloseTo(b.rps * b.spec.batch!, 6);
-      expect(r.cascade.every((p) => p.avg_dimension! >= 8 && p.avg_dimension! <= 512)).toBe(true);
+      expect(r.cascade.every((p) => p.avg_dimension! >= nesting[0]! && p.avg_dimension! <= embeddingDim)).toBe(true);
       expect(r.heads.map((h) => h.kind)).toEqual(['mrl', 'mrl-e']);
       expect(Object.values(r.ratios).every((v) => Number.isFinite(v) && v > 0)).toBe(true);
       // Two rounds in a quick run, measured apart from the sweeps; each ratio is the lower middle.

@@ -181,10 +181,10 @@ describe('an encoder serving another model', () => {
     const cascade = await startCascade(cascadeConfig({ ...loopback, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}` }), silentLogger);
     const client = classifierClient(`127.0.0.1:${cascade.port}`);
     try {
+      const bundle = await loadBundle();
       const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), 5_000);
       expect(o.code).toBe(status.UNAVAILABLE);
-      expect(o.details).toBe("encoder unavailable: it serves fashion-mnist-mrl-e@1.1.0, and this cascade's heads are for fashion-mnist-mrl@1.1.0");
-      const bundle = await loadBundle();
+      expect(o.details).toBe(`encoder unavailable: it serves fashion-mnist-mrl-e@${bundle.version}, and this cascade's heads are for ${bundle.id}`);
       const fromEmbedding = await classify(client, { embedding: { values: new Array(bundle.nesting[0]).fill(0) } });
       expect(fromEmbedding.dimension_used).toBe(bundle.nesting[0]);
     } finally {

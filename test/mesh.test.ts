@@ -256,7 +256,7 @@ describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
       [{ images: { shape: [2, 28, 27], raw: Buffer.alloc(2 * 28 * 27 * 4) } }, [], 'images shape [2, 28, 27] is not [N, 28, 28] or [N, 1, 28, 28]'],
       [{ images: { shape: [0, 28, 28], raw: Buffer.alloc(4) } }, [], 'images holds 0 images; send 1 to 1024'],
       [{ images: { shape: [2, 28, 28], raw: Buffer.alloc(784 * 4) } }, [], 'images raw has 3136 bytes; shape [2, 28, 28] needs 6272 (float32)'],
-      [{ images: packed(0, 1), max_dimension: 7 }, [], 'max_dimension 7 is not 0 or one of the nesting sizes 8, 16, 32, 64, 128, 256, 512'],
+      [{ images: packed(0, 1), max_dimension: 7 }, [], `max_dimension 7 is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`],
       [{ images: packed(0, 1) }, [{ tensor: tensorOf(0) }], 'set requests or images, not both'],
     ];
     for (const [extra, requests, message] of cases) {
