@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -76,6 +76,19 @@ describe('mrl eval --json on the shipped bundle', () => {
     expect(cascade.avg_dimension).toBeCloseTo(report.served.avg_dimension, 3);
     expect(cascade.disagreement).toBeCloseTo(report.served.disagreement, 5);
   });
+});
+
+describe('mrl report', () => {
+  it('reproduces the shipped report, and a second run rewrites nothing', async () => {
+    const copy = join(dir, 'bundle');
+    await cp(bundle.dir, copy, { recursive: true });
+    await mrl('report', '--model', copy, '--json');
+    const files = ['report.json', 'pareto.svg', 'README.md'];
+    for (const f of files) expect(await readFile(join(copy, f), 'utf8'), f).toBe(await readFile(join(bundle.dir, f), 'utf8'));
+    const before = await Promise.all(files.map(async (f) => (await stat(join(copy, f))).mtimeMs));
+    await mrl('report', '--model', copy, '--json');
+    expect(await Promise.all(files.map(async (f) => (await stat(join(copy, f))).mtimeMs))).toEqual(before);
+  }, 120_000);
 });
 
 describe('the default bundle\'s certified cascade, on the test split', () => {

@@ -245,14 +245,14 @@ function coordinateDescent(table: StageTable, start: number[], objective: Parame
 }
 
 /**
- * For j = 0, 1, …, `maxLosses`: the cheapest thresholds found with at most j fewer right answers
- * than the full size: a sequence of cascades, each allowed one more mistake than the last. Each
+ * For j = 0, 1, 2, …: the cheapest thresholds found with at most j fewer right answers than the
+ * full size, lazily: a sequence of cascades, each allowed one more mistake than the last. Each
  * is coordinate descent from the one before, or from the cheapest point of a Lagrangian path
  * (dimension − λ · right answers minimised for a falling price λ) that is feasible for j, where
  * that does better: continuation alone gets stuck where giving up a few answers on the hardest
  * inputs would save many dimensions.
  */
-export function minDimensionPath(table: StageTable, maxLosses: number): number[][] {
+export function* minDimensionPath(table: StageTable): Generator<number[]> {
   const K = table.dims.length;
   const full = replay(table, [], { policy: 'full' }).correct;
   const dMax = table.dims[K - 1]!;
@@ -262,9 +262,8 @@ export function minDimensionPath(table: StageTable, maxLosses: number): number[]
     l = coordinateDescent(table, l, { kind: 'lagrangian', lambda: dMax * 10 ** e });
     lagrangian.push({ t: l, p: point(table, l) });
   }
-  const out: number[][] = [];
   let t = new Array<number>(K - 1).fill(1);
-  for (let j = 0; j <= maxLosses; j++) {
+  for (let j = 0; j <= full; j++) {
     const objective: Objective = { kind: 'min-dimension', minCorrect: full - j };
     let best = coordinateDescent(table, t, objective);
     const start = lagrangian.filter((x) => x.p.correct >= full - j).sort((a, b) => a.p.cost - b.p.cost)[0];
@@ -272,9 +271,9 @@ export function minDimensionPath(table: StageTable, maxLosses: number): number[]
       const x = coordinateDescent(table, start.t, objective);
       if (better(objective, point(table, x), point(table, best))) best = x;
     }
-    out.push((t = best));
+    yield (t = best);
+    if (t.every((v) => v === 0)) return; // every input exits at the first stage: nothing is cheaper
   }
-  return out;
 }
 
 /** Up to `max` candidate thresholds for stage k: 1 and the distinct tops, thinned evenly by rank. */

@@ -23,7 +23,7 @@ export interface Certificate {
   /** The chosen thresholds' risk on the certification part. */
   empirical_risk: number;
   p_value: number;
-  /** Candidates certified before the fixed sequence stopped, of `candidates`. */
+  /** Candidates certified before the fixed sequence stopped, of `candidates` tested (the last of which failed, unless the path ran out). */
   certified: number;
   candidates: number;
 }
@@ -49,11 +49,6 @@ export const METHOD =
   'Learn then Test (Angelopoulos et al. 2021), fixed-sequence testing with exact binomial p-values: ' +
   'temperatures and a sequence of threshold sets (the cheapest with 0, 1, 2, ... mistakes) learned on 2 of every 5 inputs; ' +
   'each set tested in turn on the other 3, stopping at the first that fails';
-
-/** The sequence without repeats of the set before (testing one twice adds nothing). */
-function dedupe(sequence: number[][]): number[][] {
-  return sequence.filter((t, j) => j === 0 || t.some((v, k) => v !== sequence[j - 1]![k]));
-}
 
 /**
  * `steps` threshold sets from just after `from` to `to`, each stage's 1 − t moving geometrically
@@ -122,22 +117,34 @@ export function certifyDisagreement(table: StageTable, options: Omit<CertifyOpti
 
 function learnThenTest(learnTable: StageTable, testTable: StageTable, options: Pick<CertifyOptions, 'risk' | 'epsilon' | 'delta'>): Omit<CertifiedCalibration, 'temperatures'> {
   const { risk, epsilon, delta } = options;
-  // Allowing up to 3ε of the learning part wrong (and a few more) runs the sequence well past what can be certified.
   // First the most cautious cascade (every threshold 1: only certain answers exit early), then
-  // the learned path, with small steps between its sets.
-  const path = [new Array<number>(learnTable.dims.length - 1).fill(1), ...minDimensionPath(learnTable, Math.ceil(3 * epsilon * learnTable.n) + 5)];
-  const sequence = dedupe(path.flatMap((t, j) => (j === 0 ? [t] : between(path[j - 1]!, t, j === 1 ? 16 : 4))));
+  // the learned path, with small steps between its sets. The path is learned from the learning
+  // part alone, so it may be computed as the tests go: where they stop decides only how far.
+  const cautious = new Array<number>(learnTable.dims.length - 1).fill(1);
   const n = testTable.n;
   let chosen: { thresholds: number[]; losses: number; p: number; dimensionSum: number; exits: number[] } | undefined;
   let certified = 0;
-  for (const thresholds of sequence) {
+  let candidates = 0;
+  let previous: number[] | undefined;
+  const test = (thresholds: number[]): boolean => {
+    if (previous && thresholds.every((v, k) => v === previous![k])) return true; // the same set again adds nothing
+    previous = thresholds;
+    candidates++;
     const r = replay(testTable, thresholds);
     const losses = risk === 'disagreement' ? r.disagreements : r.harms;
     const p = binomialCdf(losses, n, epsilon);
-    if (p > delta) break;
+    if (p > delta) return false;
     certified++;
     if (!chosen || r.dimensionSum < chosen.dimensionSum) chosen = { thresholds, losses, p, dimensionSum: r.dimensionSum, exits: r.exits };
-  }
+    return true;
+  };
+  let last = cautious;
+  let steps = 16;
+  search: if (test(cautious))
+    for (const t of minDimensionPath(learnTable)) {
+      for (const step of between(last, t, steps)) if (!test(step)) break search;
+      [last, steps] = [t, 4];
+    }
   if (!chosen)
     throw new Error(
       `no thresholds could be certified at ${risk} ≤ ${epsilon} with δ = ${delta} on ${n} inputs: ` +
@@ -158,7 +165,7 @@ function learnThenTest(learnTable: StageTable, testTable: StageTable, options: P
       empirical_risk: chosen.losses / n,
       p_value: chosen.p,
       certified,
-      candidates: sequence.length,
+      candidates,
     },
   };
 }
