@@ -28,7 +28,7 @@ const breakerState = async (m: TestMesh) => (await scrape(m.cascade.metricsPort)
 
 /** A mesh whose breaker one 400 ms timeout opened (a 1000 ms encoder), now half-open: the next call to end decides. */
 async function halfOpenMesh(): Promise<TestMesh> {
-  mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1000', MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' });
+  mesh = await startMesh({ MRL_BREAKER_VOLUME: '1', MRL_BREAKER_RESET_MS: '300' }, { slowBatchMs: 1000 });
   const m = mesh;
   expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 400)).code).toBe(status.DEADLINE_EXCEEDED);
   await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
@@ -49,7 +49,7 @@ const events = (before: Map<string, number>, after: Map<string, number>) => ({
 describe('the encoder breaker counts inputs, as callers see them', () => {
   it('a few requests with deadlines too short for a healthy encoder, beside many in time, leave it closed', async () => {
     // Default breaker: opens past 50% failures once 5 outcomes are in the window.
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '300' });
+    mesh = await startMesh({}, { slowBatchMs: 300 });
     await classify(mesh.classifier, { tensor });
     const before = await scrape(mesh.cascade.metricsPort);
     const calls = [...new Array<number>(12).fill(5_000), ...new Array<number>(4).fill(100)].map((ms) =>
@@ -65,7 +65,7 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
   });
 
   it('requests that time out still queued in the cascade, never sent, count neither way', async () => {
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '400', MRL_ENCODER_CALLS_IN_FLIGHT: '1' });
+    mesh = await startMesh({ MRL_ENCODER_CALLS_IN_FLIGHT: '1' }, { slowBatchMs: 400 });
     await classify(mesh.classifier, { tensor });
     const before = await scrape(mesh.cascade.metricsPort);
     const first = outcome((d) => classify(mesh!.classifier, { tensor }, d.getTime() - Date.now()), 5_000);
@@ -83,7 +83,7 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
   ] as const) {
     it(`a shared call abandoned by two callers, the first of which ${first} and the second ${second}: one failure, for the timeout`, async () => {
       // The caller that times out gives the encoder about 270 ms: well over this floor.
-      mesh = await startMesh({ MRL_FAULT_DELAY_MS: '1500', MRL_BREAKER_MIN_TIMEOUT_MS: '100' });
+      mesh = await startMesh({ MRL_BREAKER_MIN_TIMEOUT_MS: '100' }, { slowBatchMs: 1500 });
       const m = mesh;
       await classify(m.classifier, { tensor });
       const before = await scrape(m.cascade.metricsPort);
@@ -129,7 +129,7 @@ describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', 
   };
 
   it('time out without opening the breaker for everyone, however many there are', async () => {
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '300' });
+    mesh = await startMesh({}, { slowBatchMs: 300 });
     const m = mesh;
     await classify(m.classifier, { tensor });
     const before = await scrape(m.cascade.metricsPort);
@@ -142,7 +142,7 @@ describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', 
   });
 
   it('do not hide a hung encoder from the breaker: the few patient callers among them open it', async () => {
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '60000' });
+    mesh = await startMesh({}, { slowBatchMs: 60_000 });
     const m = mesh;
     await classify(m.classifier, { embedding: { values: new Array<number>(8).fill(0) } }); // connect; needs no encoder
     const before = await scrape(m.cascade.metricsPort);
@@ -165,7 +165,7 @@ describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', 
   });
 
   it('open it when the floor is 0: then every timeout counts against the encoder', async () => {
-    mesh = await startMesh({ MRL_FAULT_DELAY_MS: '300', MRL_BREAKER_MIN_TIMEOUT_MS: '0' });
+    mesh = await startMesh({ MRL_BREAKER_MIN_TIMEOUT_MS: '0' }, { slowBatchMs: 300 });
     const m = mesh;
     await classify(m.classifier, { tensor });
     await impatient(m).catch(() => {}); // once it opens, calls fail fast with UNAVAILABLE instead

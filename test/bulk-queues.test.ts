@@ -19,8 +19,7 @@ beforeAll(async () => {
     MRL_ENCODER_QUEUE: String(QUEUE),
     MRL_ENCODER_BATCH: '1',
     MRL_ENCODER_CALLS_IN_FLIGHT: '1',
-    MRL_FAULT_DELAY_MS: '20',
-  });
+  }, { slowBatchMs: 20 });
 });
 afterAll(() => mesh.stop());
 
@@ -47,7 +46,7 @@ describe('packed images go to the encoder in runs, through the bulk queue', () =
   it('a packed ClassifyBatch far larger than the encoder queue is answered whole, and unary Classify calls beside it still are', async () => {
     // The encoder queues at most 48 images (and takes at most 48 in one call); the cascade sends
     // runs of 16, two at a time.
-    const small = await startMesh({ MRL_MAX_QUEUE: '48', MRL_ENCODER_BATCH: '16', MRL_ENCODER_CALLS_IN_FLIGHT: '2', MRL_FAULT_DELAY_MS: '20' });
+    const small = await startMesh({ MRL_MAX_QUEUE: '48', MRL_ENCODER_BATCH: '16', MRL_ENCODER_CALLS_IN_FLIGHT: '2' }, { slowBatchMs: 20 });
     try {
       const n = 200;
       const images = { shape: [n, 28, 28], raw: Buffer.concat(new Array<Buffer>(n).fill(tensor.raw)) };

@@ -2,11 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { ConfigError } from '../services/common/config.js';
 import { encoderConfig } from '../services/encoder/config.js';
+import { encoderSettings } from '../services/encoder/settings.js';
 
 describe('configuration', () => {
   it('defaults to the contract ports', () => {
     expect(encoderConfig({})).toMatchObject({ port: 50052, metricsPort: 9465, executionProviders: ['cpu'] });
     expect(cascadeConfig({})).toMatchObject({ port: 50051, metricsPort: 9464, encoderTarget: 'localhost:50052' });
+  });
+
+  it('takes the table default for an unset or blank variable', () => {
+    expect(encoderConfig({ MRL_MAX_BATCH: '  ' }).maxBatch).toBe(Number(encoderSettings.maxBatch.default));
   });
 
   it.each([

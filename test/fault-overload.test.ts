@@ -9,7 +9,7 @@ import { closedLoop, late, type Outcome, outcome, percentile, tally } from './he
 import { killAll, peakRssBytes, rssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';
 
-/** A small queue and a slow model (MRL_FAULT_DELAY_MS) make saturation reachable from one test client. */
+/** A small queue and a slow model (slowBatchMs) make saturation reachable from one test client. */
 const MAX_BATCH = 8;
 const MAX_QUEUE = 32;
 const DELAY_MS = 250;
@@ -24,11 +24,7 @@ let tensor: { shape: number[]; raw: Buffer };
 beforeAll(async () => {
   const bundle = await loadBundle();
   tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
-  encoder = await spawnService('encoder', {
-    MRL_MAX_BATCH: String(MAX_BATCH),
-    MRL_MAX_QUEUE: String(MAX_QUEUE),
-    MRL_FAULT_DELAY_MS: String(DELAY_MS),
-  });
+  encoder = await spawnService('encoder', { MRL_MAX_BATCH: String(MAX_BATCH), MRL_MAX_QUEUE: String(MAX_QUEUE) }, { slowBatchMs: DELAY_MS });
   client = encoderClient(`127.0.0.1:${encoder.port}`);
   await encode(client, { tensor });
 });

@@ -10,7 +10,7 @@ import { killAll, type ServiceProcess, spawnService } from './helpers/processes.
 import { scrape } from './helpers/prom.js';
 
 /** A slow model (300 ms a batch of 4) so that SIGTERM finds calls running and queued. */
-const SLOW = { MRL_FAULT_DELAY_MS: '300', MRL_MAX_BATCH: '4' };
+const SLOW = { env: { MRL_MAX_BATCH: '4' }, slowBatchMs: 300 };
 const IN_FLIGHT = 12;
 const GRACE = { MRL_SHUTDOWN_GRACE_MS: '20000' };
 
@@ -92,7 +92,7 @@ function expectCleanDrain(d: Drain & { watch: ReturnType<typeof watchHealth> }, 
 
 describe('graceful shutdown on SIGTERM under load', () => {
   it('the cascade: NOT_SERVING first, every in-flight call finishes, new calls refused, exit 0', async () => {
-    const encoder = await spawnService('encoder', SLOW);
+    const encoder = await spawnService('encoder', SLOW.env, { slowBatchMs: SLOW.slowBatchMs });
     const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, MRL_CASCADE_HEALTH_PORT: '0', ...GRACE });
     const client = classifierClient(`127.0.0.1:${cascade.port}`);
     const inputs = async () => (await scrape(cascade.metricsPort)).get('mrl_cascade_inputs_total{input="tensor"}') ?? 0;
@@ -111,7 +111,7 @@ describe('graceful shutdown on SIGTERM under load', () => {
   }, 60_000);
 
   it('the encoder: running and queued batches finish, new calls refused, model released, exit 0', async () => {
-    const encoder = await spawnService('encoder', { ...SLOW, MRL_ENCODER_HEALTH_PORT: '0', ...GRACE });
+    const encoder = await spawnService('encoder', { ...SLOW.env, MRL_ENCODER_HEALTH_PORT: '0', ...GRACE }, { slowBatchMs: SLOW.slowBatchMs });
     const client = encoderClient(`127.0.0.1:${encoder.port}`);
     // Calls the encoder has (all valid): those taken into a batch and those waiting in the queue.
     const received = async () => {

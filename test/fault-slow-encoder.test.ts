@@ -10,7 +10,7 @@ import { late, outcome, tally, waitFor } from './helpers/load.js';
 import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
 import { delta, scrape } from './helpers/prom.js';
 
-/** Every encoder batch takes this long (MRL_FAULT_DELAY_MS), one image per batch. */
+/** Every encoder batch takes this long (slowBatchMs), one image per batch. */
 const DELAY_MS = 1500;
 /** The cascade's encoder deadline for callers that set none (MRL_ENCODER_TIMEOUT_MS). */
 const DEFAULT_TIMEOUT_MS = 600;
@@ -24,7 +24,7 @@ let tensor: { shape: number[]; raw: Buffer };
 beforeAll(async () => {
   const bundle = await loadBundle();
   tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
-  encoder = await spawnService('encoder', { MRL_FAULT_DELAY_MS: String(DELAY_MS), MRL_MAX_BATCH: '1' });
+  encoder = await spawnService('encoder', { MRL_MAX_BATCH: '1' }, { slowBatchMs: DELAY_MS });
   cascade = await spawnService('cascade', {
     MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`,
     MRL_ENCODER_TIMEOUT_MS: String(DEFAULT_TIMEOUT_MS),

@@ -1,9 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { ConfigError, type EnvReader, isHost } from './config.js';
-
-type PemFile = { path: string; contents: Buffer };
+import { ConfigError, type FileContents as PemFile, type Setting } from './config.js';
+import { serverTlsSettings } from './settings.js';
 
 /** A server's TLS: its certificate chain and key, and the CA client certificates must chain to (mutual TLS). */
 export interface ServerTls {
@@ -52,41 +51,41 @@ function keyPair(certName: string, cert: PemFile | undefined, keyName: string, k
 }
 
 /**
- * A server's TLS settings: MRL_TLS_CERT_FILE and MRL_TLS_KEY_FILE (PEM; both or neither; unset:
- * plaintext) and MRL_TLS_CLIENT_CA_FILE (PEM; set: mutual TLS, client certificates required).
+ * A server's TLS from its files (`serverTlsSettings`): certificate and key both or neither (neither:
+ * plaintext), and a client CA (mutual TLS) only with them.
  */
-export function serverTlsSettings(r: EnvReader): ServerTls | undefined {
-  const cert = r.file('MRL_TLS_CERT_FILE');
-  const key = r.file('MRL_TLS_KEY_FILE');
-  const clientCa = r.file('MRL_TLS_CLIENT_CA_FILE');
+export function serverTls(files: { tlsCertFile?: PemFile; tlsKeyFile?: PemFile; tlsClientCaFile?: PemFile }): ServerTls | undefined {
+  const names = { cert: serverTlsSettings.tlsCertFile.name, key: serverTlsSettings.tlsKeyFile.name, ca: serverTlsSettings.tlsClientCaFile.name };
+  const { tlsCertFile: cert, tlsKeyFile: key, tlsClientCaFile: clientCa } = files;
   if (!cert && !key) {
-    if (clientCa) throw new ConfigError('MRL_TLS_CLIENT_CA_FILE is set but MRL_TLS_CERT_FILE and MRL_TLS_KEY_FILE are not: mutual TLS needs TLS');
+    if (clientCa) throw new ConfigError(`${names.ca} is set but ${names.cert} and ${names.key} are not: mutual TLS needs TLS`);
     return undefined;
   }
-  if (clientCa) certificate('MRL_TLS_CLIENT_CA_FILE', clientCa);
-  return { ...keyPair('MRL_TLS_CERT_FILE', cert, 'MRL_TLS_KEY_FILE', key), clientCa: clientCa?.contents };
+  if (clientCa) certificate(names.ca, clientCa);
+  return { ...keyPair(names.cert, cert, names.key, key), clientCa: clientCa?.contents };
+}
+
+/** The settings of a client channel's TLS: CA, client certificate and key, server name. */
+export interface ClientTlsSettings {
+  ca: Setting<PemFile>;
+  cert: Setting<PemFile>;
+  key: Setting<PemFile>;
+  serverName: Setting<string>;
 }
 
 /**
- * The TLS of a client channel whose settings are named `${prefix}_CA_FILE` (PEM; set: TLS,
- * unset: plaintext), `${prefix}_CERT_FILE` and `${prefix}_KEY_FILE` (PEM client certificate
- * for mutual TLS) and `${prefix}_SERVER_NAME`.
+ * A client channel's TLS from its settings' values: the CA set, TLS (unset: plaintext); a client
+ * certificate and key (mutual TLS) and a server name only with it.
  */
-export function clientTlsSettings(r: EnvReader, prefix: string): ClientTls | undefined {
-  const ca = r.file(`${prefix}_CA_FILE`);
-  const cert = r.file(`${prefix}_CERT_FILE`);
-  const key = r.file(`${prefix}_KEY_FILE`);
-  const serverName = r.optionalString(`${prefix}_SERVER_NAME`);
-  if (serverName !== undefined && !isHost(serverName))
-    throw new ConfigError(`${prefix}_SERVER_NAME=${JSON.stringify(serverName)}: must be a host name`);
-  if (!ca) {
-    const stray = [cert && '_CERT_FILE', key && '_KEY_FILE', serverName && '_SERVER_NAME'].find(Boolean);
-    if (stray) throw new ConfigError(`${prefix}${stray} is set but ${prefix}_CA_FILE is not: TLS to the server needs the CA its certificate chains to`);
+export function clientTls(settings: ClientTlsSettings, v: { ca?: PemFile; cert?: PemFile; key?: PemFile; serverName?: string }): ClientTls | undefined {
+  if (!v.ca) {
+    const stray = (['cert', 'key', 'serverName'] as const).find((k) => v[k] !== undefined);
+    if (stray) throw new ConfigError(`${settings[stray].name} is set but ${settings.ca.name} is not: TLS to the server needs the CA its certificate chains to`);
     return undefined;
   }
-  certificate(`${prefix}_CA_FILE`, ca);
-  const pair = cert || key ? keyPair(`${prefix}_CERT_FILE`, cert, `${prefix}_KEY_FILE`, key) : undefined;
-  return { ca: ca.contents, ...pair, serverName };
+  certificate(settings.ca.name, v.ca);
+  const pair = v.cert || v.key ? keyPair(settings.cert.name, v.cert, settings.key.name, v.key) : undefined;
+  return { ca: v.ca.contents, ...pair, serverName: v.serverName };
 }
 
 /** Server credentials: TLS (mutual when `clientCa` is set) or, without settings, plaintext. */

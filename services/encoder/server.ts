@@ -21,8 +21,14 @@ export interface RunningEncoder {
   shutdown(): Promise<void>;
 }
 
+/** In-process hooks that no setting reaches: production passes none. */
+export interface EncoderHooks {
+  /** Awaited before each batch runs the model, inside its timing (tests simulate a slow model with it; default: none). */
+  beforeBatch?: () => Promise<void>;
+}
+
 /** Loads the bundle and the ONNX session, then serves mrl.v1.Encoder, health, reflection and /metrics. */
-export async function startEncoder(config: EncoderConfig, logger: Logger): Promise<RunningEncoder> {
+export async function startEncoder(config: EncoderConfig, logger: Logger, hooks: EncoderHooks = {}): Promise<RunningEncoder> {
   const bundle = await loadBundle(config.modelDir);
   const metrics = createEncoderMetrics();
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
@@ -33,7 +39,7 @@ export async function startEncoder(config: EncoderConfig, logger: Logger): Promi
     async (images) => {
       const end = metrics.inferenceSeconds.startTimer();
       try {
-        if (config.faultDelayMs > 0) await new Promise((r) => setTimeout(r, config.faultDelayMs));
+        await hooks.beforeBatch?.();
         return await session.encode(images);
       } finally {
         end();

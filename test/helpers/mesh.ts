@@ -5,6 +5,7 @@ import type { Env } from '../../services/common/config.js';
 import { silentLogger } from '../../services/common/logger.js';
 import { encoderConfig } from '../../services/encoder/config.js';
 import { type RunningEncoder, startEncoder } from '../../services/encoder/server.js';
+import { slowBatches } from './slowEncoder.js';
 
 export interface TestMesh {
   encoder: RunningEncoder;
@@ -14,11 +15,17 @@ export interface TestMesh {
   stop(): Promise<void>;
 }
 
+/** Test-only ways to start a mesh, none of them a setting. */
+export interface MeshOptions {
+  /** ms every encoder batch takes before the model runs, to simulate a slow model (default 0). */
+  slowBatchMs?: number;
+}
+
 /** The real encoder and cascade, in this process, on free loopback ports, with the default model. */
-export async function startMesh(env: Env = {}): Promise<TestMesh> {
+export async function startMesh(env: Env = {}, options: MeshOptions = {}): Promise<TestMesh> {
   const loopback = { MRL_ENCODER_HOST: '127.0.0.1', MRL_CASCADE_HOST: '127.0.0.1' };
   const ports = { MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0' };
-  const encoder = await startEncoder(encoderConfig({ ...loopback, ...ports, ...env }), silentLogger);
+  const encoder = await startEncoder(encoderConfig({ ...loopback, ...ports, ...env }), silentLogger, slowBatches(options.slowBatchMs));
   const cascade = await startCascade(
     cascadeConfig({ ...loopback, ...ports, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...env }),
     silentLogger,

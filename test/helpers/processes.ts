@@ -52,9 +52,14 @@ function cleanEnv(): Env {
 
 const running = new Set<ChildProcess>();
 
-/** Starts `node --import tsx services/<name>/main.ts` with `env` and collects its output. */
-function launch(name: ServiceName, env: Env): { child: ChildProcess; output: string[]; exit: Promise<Exit> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN[name]], {
+/**
+ * Starts `node --import tsx services/<name>/main.ts` with `env` and collects its output; with
+ * `slowBatchMs`, the encoder's test entry that slows every batch by that many ms.
+ */
+function launch(name: ServiceName, env: Env, slowBatchMs?: number): { child: ChildProcess; output: string[]; exit: Promise<Exit> } {
+  if (slowBatchMs !== undefined && name !== 'encoder') throw new Error('only the encoder has slow batches');
+  const script = slowBatchMs === undefined ? [MAIN[name]] : ['test/helpers/slowEncoderMain.ts', String(slowBatchMs)];
+  const child = spawn(process.execPath, ['--import', 'tsx', ...script], {
     cwd: ROOT,
     env: { ...cleanEnv(), ...LOOPBACK, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -83,13 +88,14 @@ const parse = (line: string): Record<string, unknown> | undefined => {
  * Spawns a service on loopback and resolves once it is serving: its "serving" log line gives the
  * ports it bound, and grpc.health.v1 then answers SERVING (on the plaintext health port when it
  * has one, else on its gRPC port with `credentials`). Rejects with its output if it exits first.
+ * `slowBatchMs` (encoder only): ms added to every batch run, to simulate a slow model.
  */
 export async function spawnService(
   name: ServiceName,
   env: Env = {},
-  options: { credentials?: grpc.ChannelCredentials; timeoutMs?: number } = {},
+  options: { credentials?: grpc.ChannelCredentials; timeoutMs?: number; slowBatchMs?: number } = {},
 ): Promise<ServiceProcess> {
-  const { child, output, exit } = launch(name, env);
+  const { child, output, exit } = launch(name, env, options.slowBatchMs);
   let exited = false;
   void exit.then(() => (exited = true));
   const serving = new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -1,0 +1,153 @@
+import { type SettingsTable, bool, filePath, fraction, grpcTarget, hostName, int, readableFile } from '../common/config.js';
+import { listenSettings, logLevel, maxMessageBytes, modelDir, serverTlsSettings, shutdownGraceMs } from '../common/settings.js';
+import type { ClientTlsSettings } from '../common/tls.js';
+
+/** The encoder channel's TLS settings; `clientTls` (tls.ts) checks that they go together. */
+export const encoderTlsSettings = {
+  ca: {
+    name: 'MRL_ENCODER_TLS_CA_FILE',
+    type: readableFile,
+    defaultDoc: '(plaintext)',
+    doc: "PEM CA the encoder's certificate chains to: the encoder channel uses TLS",
+  },
+  cert: {
+    name: 'MRL_ENCODER_TLS_CERT_FILE',
+    type: readableFile,
+    defaultDoc: '(none)',
+    doc: "the cascade's PEM client certificate, for an encoder with `MRL_TLS_CLIENT_CA_FILE`; with `MRL_ENCODER_TLS_KEY_FILE`",
+  },
+  key: { name: 'MRL_ENCODER_TLS_KEY_FILE', type: readableFile, defaultDoc: '(none)', doc: "PEM private key of the cascade's client certificate" },
+  serverName: {
+    name: 'MRL_ENCODER_TLS_SERVER_NAME',
+    type: hostName,
+    defaultDoc: "(the target's host)",
+    doc: "the name the encoder's certificate carries",
+  },
+} satisfies ClientTlsSettings;
+
+/**
+ * Every setting the cascade reads, keyed by the `CascadeConfig` field it becomes; the
+ * `encoderTls*`, `encoder{Batch,…}`, `shadow*` and `breaker*` ones are grouped by `cascadeConfig`.
+ */
+export const cascadeSettings = {
+  modelDir,
+  ...listenSettings('CASCADE', { grpc: 50051, metrics: 9464 }),
+  ...serverTlsSettings,
+  encoderTarget: {
+    name: 'MRL_ENCODER_TARGET',
+    type: grpcTarget,
+    default: 'localhost:50052',
+    doc: 'encoder address; `dns:///name:port` balances round robin',
+  },
+  encoderTlsCa: encoderTlsSettings.ca,
+  encoderTlsCert: encoderTlsSettings.cert,
+  encoderTlsKey: encoderTlsSettings.key,
+  encoderTlsServerName: encoderTlsSettings.serverName,
+  encoderTimeoutMs: {
+    name: 'MRL_ENCODER_TIMEOUT_MS',
+    type: int(1, 600_000),
+    default: '5000',
+    unit: 'ms',
+    doc: 'encoder deadline when the caller sets none',
+  },
+  encoderBatch: {
+    name: 'MRL_ENCODER_BATCH',
+    type: int(1, 4096),
+    default: '64',
+    unit: 'inputs',
+    doc: "most inputs per shared `EncodeBatch` call (keep it at most the encoder's `MRL_MAX_QUEUE`; `1` sends each alone)",
+  },
+  encoderBatchDelayMs: {
+    name: 'MRL_ENCODER_BATCH_DELAY_MS',
+    type: int(0, 1000),
+    default: '0',
+    unit: 'ms',
+    doc: 'longest an input waits for others to share its call (`0`: only requests arriving together or while calls are in flight)',
+  },
+  encoderCallsInFlight: { name: 'MRL_ENCODER_CALLS_IN_FLIGHT', type: int(1, 1024), default: '2', unit: 'calls', doc: 'most `EncodeBatch` calls at once, per queue' },
+  encoderQueue: {
+    name: 'MRL_ENCODER_QUEUE',
+    type: int(1, 1_000_000),
+    default: '4096',
+    unit: 'inputs',
+    doc: 'most inputs waiting, per queue, before requests get `RESOURCE_EXHAUSTED` (a run of packed images counts as one)',
+  },
+  thresholdsFile: {
+    name: 'MRL_THRESHOLDS_FILE',
+    type: filePath,
+    defaultDoc: "(bundle's)",
+    doc: "thresholds override, reloaded on change; checked against the bundle's model and nesting at start",
+  },
+  thresholdsPollMs: { name: 'MRL_THRESHOLDS_POLL_MS', type: int(10, 3_600_000), default: '1000', unit: 'ms', doc: 'how often that file is checked' },
+  shadowRate: {
+    name: 'MRL_SHADOW_RATE',
+    type: fraction,
+    default: '0.01',
+    doc: "share of cascade-policy requests without a `max_dimension` cap that also get the full size's class, computed after the response is sent, for `mrl_cascade_shadow_total{dimension, agreed}` (`0` turns it off)",
+  },
+  shadowRecalibrate: {
+    name: 'MRL_SHADOW_RECALIBRATE',
+    type: bool,
+    default: 'false',
+    doc: 're-certify the thresholds on the most recent shadow samples and serve new ones only when certified; a thresholds file that changes wins over them',
+  },
+  shadowReservoir: {
+    name: 'MRL_SHADOW_RESERVOIR',
+    type: int(100, 1_000_000),
+    default: '5000',
+    unit: 'samples',
+    doc: 'most recent shadow samples kept for re-certifying',
+  },
+  shadowRecalibrateMs: {
+    name: 'MRL_SHADOW_RECALIBRATE_MS',
+    type: int(1000, 86_400_000),
+    default: '600000',
+    unit: 'ms',
+    doc: "how often it re-certifies at least; also at once when the served thresholds' disagreement on the samples is above the certificate's ε",
+  },
+  breakerErrorPercent: {
+    name: 'MRL_BREAKER_ERROR_PERCENT',
+    type: int(1, 100),
+    default: '50',
+    unit: '%',
+    doc: 'the encoder circuit breaker opens when more than this share of the inputs counted in its window failed',
+  },
+  breakerVolume: {
+    name: 'MRL_BREAKER_VOLUME',
+    type: int(1, 1_000_000),
+    default: '5',
+    unit: 'inputs',
+    doc: 'inputs counted in the window before the breaker may open',
+  },
+  breakerResetMs: {
+    name: 'MRL_BREAKER_RESET_MS',
+    type: int(10, 3_600_000),
+    default: '5000',
+    unit: 'ms',
+    doc: 'how long the open breaker waits before letting one probe call through',
+  },
+  breakerWindowMs: {
+    name: 'MRL_BREAKER_WINDOW_MS',
+    type: int(100, 3_600_000),
+    default: '10000',
+    unit: 'ms',
+    doc: "the breaker's rolling window of counted inputs",
+  },
+  breakerMinTimeoutMs: {
+    name: 'MRL_BREAKER_MIN_TIMEOUT_MS',
+    type: int(0, 3_600_000),
+    default: '200',
+    unit: 'ms',
+    doc: 'an input that gave up waiting counts against the encoder only if the encoder had it at least this long',
+  },
+  maxMessageBytes,
+  maxBatchRequests: {
+    name: 'MRL_MAX_BATCH_REQUESTS',
+    type: int(1, 1_000_000),
+    default: '1024',
+    unit: 'requests',
+    doc: 'most requests in one `ClassifyBatch` call',
+  },
+  shutdownGraceMs,
+  logLevel,
+} satisfies SettingsTable;
