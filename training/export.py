@@ -131,7 +131,8 @@ are as accurate as the full size); `npx mrl calibrate` fits the temperatures and
 thresholds with certified ones (model.json `calibration.certificate`), and `npx mrl report` adds the
 served ones to its section below.
 
-Regenerate every number here from the repository root (training takes about 3 hours on 2 CPU cores):
+Regenerate every number here from the repository root (training takes about 75 minutes on 2 CPU cores,
+two variants at a time):
 
     npm run train && npx mrl calibrate && npx mrl report
 """

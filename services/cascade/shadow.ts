@@ -37,8 +37,12 @@ export class ShadowSampler {
     this.#K = cascade.nesting.length;
     this.#top = new Float64Array(options.reservoir * this.#K);
     this.#classIndex = new Int32Array(options.reservoir * this.#K);
-    const full = String(cascade.nesting.at(-1));
-    for (const m of cascade.nesting) for (const agreed of ['true', 'false']) if (String(m) !== full || agreed === 'true') metrics.shadow.inc({ dimension: String(m), agreed }, 0);
+    // Every series from the start, so that rates and ratios over them exist before the first
+    // disagreement; the full size cannot disagree with itself.
+    for (const m of cascade.nesting) {
+      metrics.shadow.inc({ dimension: String(m), agreed: 'true' }, 0);
+      if (m !== cascade.nesting.at(-1)) metrics.shadow.inc({ dimension: String(m), agreed: 'false' }, 0);
+    }
   }
 
   /**
