@@ -74,6 +74,12 @@ export function learnCertifySplit(n: number): { learn: number[]; certify: number
   return { learn, certify };
 }
 
+/** The rows of a labelled stage table on which the full size (the last stage) is right. */
+function fullSizeRight(table: StageTable): number[] {
+  const K = table.dims.length;
+  return Array.from({ length: table.n }, (_, i) => i).filter((i) => table.classIndex[i * K + K - 1] === table.labels[i]);
+}
+
 function checkRisk({ epsilon, delta }: { epsilon: number; delta: number }): void {
   if (!(epsilon > 0 && epsilon < 1)) throw new Error(`epsilon must be in (0, 1), got ${epsilon}`);
   if (!(delta > 0 && delta < 1)) throw new Error(`delta must be in (0, 1), got ${delta}`);
@@ -102,7 +108,11 @@ export function certifyThresholds(table: LogitTable, options: CertifyOptions): C
   const test = selectRows(table, split.certify);
   const temperatures = options.temperatures ? [...options.temperatures] : fitTemperatures(learn);
   const reference = options.risk === 'disagreement' ? 'full-size' : 'labels';
-  return { temperatures, ...learnThenTest(stageTable(learn, temperatures, reference), stageTable(test, temperatures, reference), options) };
+  let learnTable = stageTable(learn, temperatures, reference);
+  // For the error risk the path is learned where the full size is right: there a wrong answer
+  // is exactly the loss tested (elsewhere no answer can harm), so "j mistakes" means j losses.
+  if (options.risk === 'error') learnTable = selectStageRows(learnTable, fullSizeRight(learnTable));
+  return { temperatures, ...learnThenTest(learnTable, stageTable(test, temperatures, reference), options) };
 }
 
 /**
