@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../services/cascade/cascade.js';
+import { ThresholdStore } from '../services/cascade/thresholds.js';
+import { silentLogger } from '../services/common/logger.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
@@ -91,5 +93,28 @@ describe('thresholds override file', () => {
     await dimensionUsedEventually(bundle.embeddingDim);
     await writeThresholds(JSON.stringify({ model: bundle.id, thresholds: new Array(bundle.nesting.length - 1).fill(0), temperatures: bundle.nesting.map(() => 1e6) }));
     await dimensionUsedEventually(bundle.nesting[0]!);
+  });
+});
+
+describe('thresholds re-certified on live traffic', () => {
+  it('are served until the thresholds file changes, which wins', async () => {
+    const path = join(dir, 'store.json');
+    const fileThresholds = new Array(bundle.nesting.length - 1).fill(0.9);
+    await writeFile(path, JSON.stringify({ model: bundle.id, thresholds: fileThresholds }));
+    const changes: string[] = [];
+    const store = new ThresholdStore(bundle, { path, pollMs: 60_000, onChange: (result) => changes.push(result) }, silentLogger);
+    try {
+      const live = new Array(bundle.nesting.length - 1).fill(0.99);
+      store.recertified(live, { risk: 'disagreement', epsilon: 0.01, delta: 0.05 });
+      expect(store.current.thresholds).toEqual(live);
+      expect(store.current.certificate).toEqual({ risk: 'disagreement', epsilon: 0.01, delta: 0.05 });
+      expect(store.current.temperatures).toEqual(bundle.temperatures);
+      await writeFile(path, JSON.stringify({ model: bundle.id, thresholds: fileThresholds.map(() => 0.5) }));
+      store.reload();
+      expect(store.current.thresholds).toEqual(fileThresholds.map(() => 0.5));
+      expect(changes).toEqual(['recertified', 'ok']);
+    } finally {
+      store.close();
+    }
   });
 });
