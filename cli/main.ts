@@ -1,6 +1,7 @@
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL_DIR, loadBundle } from '../services/common/bundle.js';
+import { PACKAGE_ROOT } from '../services/common/runtime.js';
 import { exitSettings, readThresholdsFile } from '../services/cascade/thresholds.js';
 import { type CalibrationTarget, calibrateCommand } from './calibrate.js';
 import { classifyCommand } from './classify.js';
@@ -151,7 +152,7 @@ async function main(argv: string[]): Promise<number> {
     case 'report':
       return reportCommand(
         await loadBundle(values.model),
-        values.model === DEFAULT_MODEL_DIR ? fileURLToPath(new URL('../README.md', import.meta.url)) : undefined,
+        values.model === DEFAULT_MODEL_DIR ? join(PACKAGE_ROOT, 'README.md') : undefined,
         values.json,
       );
     case 'watch': {

@@ -1,14 +1,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { cascadeSettings } from '../services/cascade/settings.js';
 import type { Setting, SettingsTable } from '../services/common/config.js';
 import { encoderSettings } from '../services/encoder/settings.js';
+import { PACKAGE_ROOT } from '../services/common/runtime.js';
 
 /** The README's settings table sits between these markers (`npm run docs:settings` rewrites it). */
 export const START = '<!-- settings: start -->';
 export const END = '<!-- settings: end -->';
 /** The README the table is written into. */
-export const README = fileURLToPath(new URL('../README.md', import.meta.url));
+export const README = join(PACKAGE_ROOT, 'README.md');
 
 const SERVICES: Record<string, SettingsTable> = { cascade: cascadeSettings, encoder: encoderSettings };
 

@@ -1,11 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../services/common/logger.js';
+import { moduleUrl, nodeArgs } from '../services/common/runtime.js';
 import { prettyLogLine } from './prettyLog.js';
 import { type Exit, supervise } from './supervisor.js';
 
+/** Each service's entry: compiled, `node dist/services/<name>/main.js`; from source, main.ts through tsx. */
 const SERVICES = {
-  encoder: fileURLToPath(new URL('../services/encoder/main.ts', import.meta.url)),
-  cascade: fileURLToPath(new URL('../services/cascade/main.ts', import.meta.url)),
+  encoder: fileURLToPath(moduleUrl('../services/encoder/main', import.meta.url)),
+  cascade: fileURLToPath(moduleUrl('../services/cascade/main', import.meta.url)),
 };
 type ServiceName = keyof typeof SERVICES;
 const NAMES = Object.keys(SERVICES) as ServiceName[];
@@ -33,7 +35,7 @@ export async function start(options: { services: string[]; json: boolean }): Pro
     supervise({
       name,
       command: process.execPath,
-      args: ['--import', 'tsx', SERVICES[name]],
+      args: nodeArgs(SERVICES[name]),
       logger: createLogger(name, 'info', printer('supervisor')),
       output: printer(name),
     }),

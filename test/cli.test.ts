@@ -10,9 +10,10 @@ import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import type { Evaluation } from '../cli/evaluate.js';
 import { startMesh } from './helpers/mesh.js';
+import { MRL } from './helpers/mrl.js';
 
 const run = promisify(execFile);
-const mrl = async (...args: string[]) => (await run(process.execPath, ['bin/mrl.js', ...args], { maxBuffer: 1 << 24 })).stdout;
+const mrl = async (...args: string[]) => (await run(process.execPath, [...MRL, ...args], { maxBuffer: 1 << 24 })).stdout;
 
 let bundle: Bundle;
 let dir: string;

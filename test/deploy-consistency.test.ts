@@ -87,11 +87,14 @@ describe.each(OVERLAYS)('k8s/overlays/%s agrees with the services', (overlay) =>
     expect(c.startupProbe?.grpc?.service).toBe(SERVICES[name].healthName);
   });
 
-  it.each(NAMES)('%s: runs its own main.ts through tsx, the way the image does', (name) => {
+  it.each(NAMES)('%s: runs its own compiled main.js, the way the image does', (name) => {
     const c = containerOf(deployment(name));
-    expect(c.command).toEqual(['node', '--import', 'tsx', `services/${name}/main.ts`]);
-    expect(existsSync(join(ROOT, c.command![3]!))).toBe(true);
-    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/^ENTRYPOINT \["node", "--import", "tsx"\]$/m);
+    expect(c.command).toEqual(['node', `dist/services/${name}/main.js`]);
+    // `npm run build` writes services/<name>/main.ts there: outDir dist, the tree kept from the root.
+    const { compilerOptions } = JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8')) as { compilerOptions: { outDir: string; rootDir: string } };
+    expect([compilerOptions.outDir, compilerOptions.rootDir]).toEqual(['dist', '.']);
+    expect(existsSync(join(ROOT, 'services', name, 'main.ts'))).toBe(true);
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/^ENTRYPOINT \["node"\]$/m);
   });
 
   it.each(NAMES)('%s: its Service selects its pods and maps the container ports by name', (name) => {
@@ -249,41 +252,81 @@ describe('the images', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const cuda = readFileSync(join(ROOT, 'Dockerfile.cuda'), 'utf8');
   const froms = (text: string) => [...text.matchAll(/^ARG NODE_IMAGE=(\S+)$/gm)].map((m) => m[1]);
+  /** The text of the stage named `name`, or of the last (the image) with none. */
+  const stage = (text: string, name?: string) => {
+    const stages = text.split(/^(?=FROM )/m).slice(1);
+    return (name ? stages.find((s) => s.startsWith(`FROM \${NODE_IMAGE} AS ${name}\n`)) : stages.at(-1)) ?? '';
+  };
 
   it('build on a supported Node LTS slim image, with production dependencies from the lockfile', () => {
     for (const text of [dockerfile, cuda]) {
       expect(froms(text)).toHaveLength(1);
       expect(froms(text)[0]).toMatch(/^node:(22|24)(\.\d+)*-\w+-slim$/);
       expect(text).toMatch(/^FROM \$\{NODE_IMAGE\}/m);
-      expect(text).toMatch(/COPY package\.json package-lock\.json \.npmrc/);
-      expect(text).toMatch(/npm ci --omit=dev/);
+      expect(stage(text, 'deps')).toMatch(/COPY package\.json package-lock\.json \.npmrc/);
+      // Without the prepare script, which compiles: the compiler is a dev dependency.
+      expect(stage(text, 'deps')).toMatch(/npm ci --omit=dev --ignore-scripts/);
     }
     expect(cuda).toMatch(/^ENV ONNXRUNTIME_NODE_INSTALL=cuda12$/m);
+    expect(stage(cuda, 'deps')).toMatch(/npm rebuild onnxruntime-node/);
     expect(cuda).toMatch(/libonnxruntime_providers_cuda\.so/);
   });
 
-  it('carry the default model, the protos and the services, and expose the default ports', () => {
+  it('compile in a build stage with the dev dependencies, and hold dist/ but no TypeScript', () => {
+    for (const text of [dockerfile, cuda]) {
+      const build = stage(text, 'build');
+      expect(build).toMatch(/^RUN (\S+ )?npm ci --ignore-scripts/m);
+      expect(build).not.toMatch(/--omit=dev/);
+      expect(build).toMatch(/^COPY tsconfig\.json tsconfig\.build\.json \.\/$/m);
+      expect(build).toMatch(/^COPY services \.\/services$/m);
+      expect(build).toMatch(/^RUN npm run build$/m);
+      const image = stage(text);
+      expect(image).toMatch(/^COPY --from=deps \/app\/node_modules \.\/node_modules$/m);
+      expect(image).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
+      expect(image).not.toMatch(/^COPY (services|cli|tsconfig)/m);
+      expect(image).toMatch(/^ENTRYPOINT \["node"\]$/m);
+    }
+  });
+
+  it('carry the default model, the protos and the compiled services, and expose the default ports', () => {
     expect(relative(ROOT, DEFAULT_MODEL_DIR)).toBe('models/fashion-mnist-mrl');
     const ports = [cascadeConfig({}).port, encoderConfig({}).port, cascadeConfig({}).metricsPort, encoderConfig({}).metricsPort];
     for (const text of [dockerfile, cuda]) {
-      for (const dir of ['models/fashion-mnist-mrl', 'protos', 'services']) expect(text).toMatch(new RegExp(`^COPY ${dir} \\./${dir}$`, 'm'));
+      // package.json: "type": "module" for dist/, and the root protos/ and models/ are found from.
+      for (const line of ['COPY package.json ./', 'COPY protos ./protos', 'COPY models/fashion-mnist-mrl ./models/fashion-mnist-mrl'])
+        expect(stage(text).split('\n')).toContain(line);
     }
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${ports.join(' ')}$`, 'm'));
     expect(cuda).toMatch(new RegExp(`^EXPOSE ${encoderConfig({}).port} ${encoderConfig({}).metricsPort}$`, 'm'));
-    expect(cuda).toMatch(/^CMD \["services\/encoder\/main\.ts"\]$/m);
+    expect(dockerfile).toMatch(/^CMD \["dist\/services\/cascade\/main\.js"\]$/m);
+    expect(cuda).toMatch(/^CMD \["dist\/services\/encoder\/main\.js"\]$/m);
   });
 
-  it('.dockerignore keeps out node_modules and the other model, and keeps in what the images copy', () => {
+  it('.dockerignore keeps out node_modules, dist and the other model, and keeps in what the images copy', () => {
     const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
     expect(ignore).toContain('**/node_modules');
+    expect(ignore).toContain('dist');
     expect(ignore).toContain('models/*');
     expect(ignore).toContain('!models/fashion-mnist-mrl');
-    for (const kept of ['services', 'protos', 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json']) expect(ignore).not.toContain(kept);
+    for (const kept of ['services', 'protos', 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json']) expect(ignore).not.toContain(kept);
   });
 
-  it('tsx, which the images run the services with, is a production dependency', () => {
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    expect(pkg.dependencies.tsx).toBeDefined();
+  it('nothing in production runs tsx: a dev dependency, named by neither image nor the bin; npm ci and npm start build first', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+      scripts: Record<string, string>;
+      bin: Record<string, string>;
+    };
+    expect(pkg.dependencies.tsx).toBeUndefined();
+    expect(pkg.devDependencies.tsx).toBeDefined();
+    expect(pkg.devDependencies.typescript).toBeDefined();
+    for (const text of [dockerfile, cuda]) expect(text).not.toMatch(/tsx|\.ts\b/);
+    expect(readFileSync(join(ROOT, pkg.bin.mrl!), 'utf8')).not.toMatch(/tsx|\.ts\b/);
+    expect(pkg.scripts.start).toBe(`node ${pkg.bin.mrl} start`);
+    expect(pkg.scripts.prestart).toBe('npm run build');
+    expect(pkg.scripts.prepare).toBe('npm run build');
+    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json');
   });
 });
 

@@ -7,6 +7,7 @@ import { classify, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { scrape } from './helpers/prom.js';
+import { MRL } from './helpers/mrl.js';
 
 let bundle: Bundle;
 let slice: TestSlice;
@@ -59,7 +60,7 @@ describe('shadow agreement at MRL_SHADOW_RATE=1', () => {
     const url = `http://127.0.0.1:${mesh.cascade.metricsPort}/metrics`;
     const run = promisify(execFile);
     const counts = await shadowCounts();
-    const view = JSON.parse((await run(process.execPath, ['bin/mrl.js', 'watch', '--once', '--json', '--metrics', url])).stdout) as WatchView;
+    const view = JSON.parse((await run(process.execPath, [...MRL, 'watch', '--once', '--json', '--metrics', url])).stdout) as WatchView;
     const all = view.shadow.find((s) => s.dimension === 'all')!;
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
     const wrong = [...counts].filter(([k]) => k.endsWith('/false')).reduce((a, [, v]) => a + v, 0);
@@ -71,7 +72,7 @@ describe('shadow agreement at MRL_SHADOW_RATE=1', () => {
       expect(s.samples).toBe((counts.get(`${s.dimension}/true`) ?? 0) + (counts.get(`${s.dimension}/false`) ?? 0));
     expect(view.avgDimension).toBeGreaterThan(0);
     expect(view.certificate).toMatchObject({ risk: 'disagreement' });
-    const text = (await run(process.execPath, ['bin/mrl.js', 'watch', '--once', '--metrics', url])).stdout;
+    const text = (await run(process.execPath, [...MRL, 'watch', '--once', '--metrics', url])).stdout;
     expect(text).toMatch(/average dimension used: \d+\.\d\d/);
     expect(text).toMatch(/certificate: disagreement <= 0\.50% with probability >= 0\.95/);
   });

@@ -1,6 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -10,25 +9,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { type Exit, supervise } from '../cli/supervisor.js';
 import { loadTestSlice } from '../cli/testSlice.js';
+import { loopbackStartEnv } from './helpers/ports.js';
 import { loadBundle } from '../services/common/bundle.js';
 import { createLogger } from '../services/common/logger.js';
 import { waitFor } from './helpers/load.js';
+import { MRL } from './helpers/mrl.js';
 
 const run = promisify(execFile);
 
-/** `count` distinct free loopback ports (all held open together, then released). */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<Server>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve(server));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
 const alive = (pid: number) => {
   try {
@@ -47,22 +35,10 @@ afterAll(() => {
 
 describe('mrl start', () => {
   it('restarts a killed encoder while the cascade keeps running, and stops both on SIGINT', async () => {
-    const [encoderPort, cascadePort, encoderMetrics, cascadeMetrics] = (await freePorts(4)) as [number, number, number, number];
-    const env = {
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MRL_'))),
-      MRL_ENCODER_HOST: '127.0.0.1',
-      MRL_CASCADE_HOST: '127.0.0.1',
-      MRL_ENCODER_PORT: String(encoderPort),
-      MRL_CASCADE_PORT: String(cascadePort),
-      MRL_ENCODER_METRICS_PORT: String(encoderMetrics),
-      MRL_CASCADE_METRICS_PORT: String(cascadeMetrics),
-      MRL_ENCODER_TARGET: `127.0.0.1:${encoderPort}`,
-      MRL_INTRA_OP_THREADS: '1',
-      // The breaker opens while the encoder is down; probing every second (default 5 s) keeps
-      // the time to recover about the supervisor's restart, not the breaker's wait.
-      MRL_BREAKER_RESET_MS: '1000',
-    };
-    const supervisor: ChildProcess = spawn(process.execPath, ['bin/mrl.js', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The breaker opens while the encoder is down; probing every second (default 5 s) keeps
+    // the time to recover about the supervisor's restart, not the breaker's wait.
+    const { env, ports } = await loopbackStartEnv({ MRL_BREAKER_RESET_MS: '1000' });
+    const supervisor: ChildProcess = spawn(process.execPath, [...MRL, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     started.add(supervisor.pid!);
     const lines: string[] = [];
     for (const stream of [supervisor.stdout!, supervisor.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
@@ -78,7 +54,7 @@ describe('mrl start', () => {
 
     const bundle = await loadBundle();
     const tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
-    const client = classifierClient(`127.0.0.1:${cascadePort}`);
+    const client = classifierClient(`127.0.0.1:${ports.cascade}`);
     /** Classify until one answers OK, for at most `withinMs`; resolves with when it did, or undefined. */
     const answers = async (withinMs: number): Promise<number | undefined> => {
       const until = Date.now() + withinMs;
@@ -128,7 +104,7 @@ describe('mrl start', () => {
   }, 120_000);
 
   it('refuses an unknown service, naming the valid ones', async () => {
-    const refused = run(process.execPath, ['bin/mrl.js', 'start', 'bogus']);
+    const refused = run(process.execPath, [...MRL, 'start', 'bogus']);
     await expect(refused).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/unknown service "bogus"; valid services: encoder, cascade/) });
   });
 });

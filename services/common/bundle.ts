@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from './runtime.js';
 
 /** The model bundle shipped in the repository and served by default. */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/fashion-mnist-mrl', import.meta.url));
+export const DEFAULT_MODEL_DIR = join(PACKAGE_ROOT, 'models', 'fashion-mnist-mrl');
 
 export type HeadKind = 'mrl' | 'mrl-e';
 

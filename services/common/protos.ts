@@ -1,11 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ProtoGrpcType as ClassifierProto } from './generated/classifier.js';
 import type { ProtoGrpcType as EncoderProto } from './generated/encoder.js';
+import { PACKAGE_ROOT } from './runtime.js';
 
 /** The folder holding `mrl/v1/*.proto`. */
-export const PROTO_ROOT = fileURLToPath(new URL('../../protos', import.meta.url));
+export const PROTO_ROOT = join(PACKAGE_ROOT, 'protos');
 
 /** The same options `npm run gen:proto` passes to proto-loader-gen-types: the generated types match. */
 export const LOADER_OPTIONS: protoLoader.Options = {

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '../common/bundle.js';
 import type { Logger } from '../common/logger.js';
+import { COMPILED, moduleUrl } from '../common/runtime.js';
 import { StatusError } from '../common/statusError.js';
 import type { RunReply, RunRequest, WorkerReady, WorkerSetup } from './inferenceWorker.js';
 
@@ -19,15 +20,18 @@ export interface EncoderSessionOptions {
 }
 
 /**
- * Starts inferenceWorker.ts. Loader hooks (tsx's, which run our TypeScript) do not reach worker
- * threads, so the worker registers tsx itself before it imports the module.
+ * Starts the inference worker: compiled, inferenceWorker.js beside this file. From TypeScript
+ * source (tests, tsx) the worker registers tsx itself before it imports inferenceWorker.ts, since
+ * loader hooks do not reach worker threads on Node 20; tsx is a dev dependency and production never
+ * takes this path.
  */
 function startWorker(setup: WorkerSetup): Worker {
+  const worker = moduleUrl('./inferenceWorker', import.meta.url);
+  if (COMPILED) return new Worker(worker, { workerData: setup });
   const tsxPackage = createRequire(import.meta.url).resolve('tsx/package.json');
   const api = JSON.parse(readFileSync(tsxPackage, 'utf8')) as { exports: { './esm/api': { import: { default: string } } } };
   const tsxApi = pathToFileURL(join(dirname(tsxPackage), api.exports['./esm/api'].import.default)).href;
-  const worker = new URL('./inferenceWorker.ts', import.meta.url).href;
-  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker)}); });`;
+  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker.href)}); });`;
   return new Worker(boot, { eval: true, workerData: setup });
 }
 
