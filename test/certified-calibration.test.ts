@@ -55,10 +55,18 @@ describe('certified calibration on the default model', () => {
     expect(dimensionSum / draws).toBeLessThan(bundle.embeddingDim / 4);
   });
 
-  it("the bundle's temperatures lower every stage's expected calibration error on the test split", () => {
+  it("the bundle's temperatures lower the test split's calibration error wherever a stage is miscalibrated, and raise it nowhere beyond noise", () => {
     const before = expectedCalibrationErrors(test, bundle.nesting.map(() => 1));
     const after = expectedCalibrationErrors(test, bundle.temperatures);
-    bundle.nesting.forEach((m, k) => expect(after[k]!, `${m}-d: ${before[k]} -> ${after[k]}`).toBeLessThan(before[k]!));
+    const miscalibrated = bundle.nesting.filter((_, k) => before[k]! > 0.01);
+    // The small prefixes are the miscalibrated ones (1-d's error is above 20% unscaled).
+    expect(miscalibrated).toEqual(expect.arrayContaining([1, 2]));
+    bundle.nesting.forEach((m, k) => {
+      const msg = `${m}-d: ${before[k]} -> ${after[k]}`;
+      if (before[k]! > 0.01) expect(after[k]!, msg).toBeLessThan(before[k]! * 0.8);
+      // Stages already within 1% get temperatures near 1; their error's bootstrap spread over these 10,000 images is 0.0012-0.0015.
+      else expect(after[k]!, msg).toBeLessThan(before[k]! + 0.002);
+    });
   });
 
   it("re-certifying the bundle's validation split gives the thresholds and temperatures it ships", () => {

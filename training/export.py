@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -30,10 +32,10 @@ SLICE_SIZE = 1000
 REFERENCE_COUNT = 16
 
 
-def load_results(runs: str, cfg: dict, names: list[str]) -> dict[str, dict]:
+def load_results(runs: str, config_of: Callable[[str], dict], names: list[str]) -> dict[str, dict]:
     out = {}
     for name in names:
-        path = checkpoint_path(runs, name, cfg)
+        path = checkpoint_path(runs, name, config_of(name))
         if os.path.exists(path):
             out[name] = torch.load(path)["result"]
     return out
@@ -93,8 +95,9 @@ def accuracy_table(results: dict[str, dict], split: str) -> str:
     return "\n".join(rows)
 
 
-def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc: dict) -> str:
-    trained = ", ".join(f"`{n}` {r['seconds']:.0f} s" for n, r in results.items())
+def model_card(kind: str, results: dict, ds: data.Dataset, cfg: dict, slice_acc: dict,
+               config_of: Callable[[str], dict]) -> str:
+    trained = ", ".join(f"`{n}` {config_of(n)['epochs']} epochs, {r['seconds']:.0f} s" for n, r in results.items())
     return f"""# {BUNDLES[kind]} {VERSION}
 
 A Matryoshka Representation Learning (MRL, Kusupati et al. 2022) model for Fashion-MNIST: a small
@@ -121,9 +124,10 @@ identical images ({ds.duplicates_across_test_and_train} across test and train,
 {ds.conflicting_label_duplicates} with conflicting labels); they are kept, as in the original dataset.
 
 ## Training
-{cfg["epochs"]} epochs, batch {cfg["batch_size"]}, {cfg["optimizer"]} (peak lr {cfg["lr"]},
+{cfg["epochs"]} epochs for this bundle's variant, batch {cfg["batch_size"]}, {cfg["optimizer"]} (peak lr {cfg["lr"]},
 weight decay {cfg["weight_decay"]}), {cfg["augmentation"]}; loss: the sum of the per-size
-cross-entropies. Seed {cfg["seed"]}, torch {cfg["torch"]}, CPU. Training time: {trained}.
+cross-entropies. Seed {cfg["seed"]}, torch {cfg["torch"]}, CPU. Epochs and training time per variant:
+{trained}.
 
 Cascade thresholds: model.json `thresholds`, one per stage but the last, and `temperatures`, one per
 stage. The exporter writes initial thresholds (per stage, the lowest whose accepted validation images
@@ -131,7 +135,7 @@ are as accurate as the full size); `npx mrl calibrate` fits the temperatures and
 thresholds with certified ones (model.json `calibration.certificate`), and `npx mrl report` adds the
 served ones to its section below.
 
-Regenerate every number here from the repository root (training takes about 75 minutes on 2 CPU cores,
+Regenerate every number here from the repository root (training takes about 90 minutes on 2 CPU cores,
 two variants at a time):
 
     npm run train && npx mrl calibrate && npx mrl report
@@ -161,8 +165,9 @@ def previous_calibration(out: str, checkpoint: str) -> tuple[dict, str]:
     return {k: old[k] for k in ("thresholds", "temperatures", "calibration") if k in old}, section
 
 
-def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, cfg: dict, out: str,
-                 checkpoint: str, log) -> None:
+def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, config_of: Callable[[str], dict],
+                 out: str, checkpoint: str, log) -> None:
+    cfg = config_of(kind)
     os.makedirs(out, exist_ok=True)
     kept, report_section = previous_calibration(out, checkpoint)
     encoder = model.encoder.to(memory_format=torch.contiguous_format).eval()
@@ -216,17 +221,18 @@ def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, 
         json.dump(meta, f, indent=2)
         f.write("\n")
     with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(model_card(kind, results, ds, cfg, slice_acc))
+        f.write(model_card(kind, results, ds, cfg, slice_acc, config_of))
         if report_section:
             f.write("\n" + report_section + "\n")
     log(f"wrote {os.path.relpath(out)}")
 
 
-def write_bundles(runs: str, models: str, ds: data.Dataset, cfg: dict, log) -> None:
+def write_bundles(runs: str, models: str, ds: data.Dataset, config_of: Callable[[str], dict], log) -> None:
+    """`config_of(variant)`: the training config each variant's checkpoint is keyed by."""
     names = ["mrl", "mrl-e"] + [f"ff-{m}" for m in NESTING]
-    results = load_results(runs, cfg, names)
+    results = load_results(runs, config_of, names)
     for kind, folder in BUNDLES.items():
-        model = load_model(runs, cfg, kind, NESTING)
+        model = load_model(runs, config_of(kind), kind, NESTING)
         if model is not None:
-            checkpoint = os.path.basename(checkpoint_path(runs, kind, cfg))
-            write_bundle(kind, model, results, ds, cfg, os.path.join(models, folder), checkpoint, log)
+            checkpoint = os.path.basename(checkpoint_path(runs, kind, config_of(kind)))
+            write_bundle(kind, model, results, ds, config_of, os.path.join(models, folder), checkpoint, log)
