@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogitTable } from '../services/cascade/calibration.js';
+import { binomialCdf } from '../services/cascade/binomial.js';
 import { expectedCalibrationErrors } from '../services/cascade/temperature.js';
 import type { Bundle } from '../services/common/bundle.js';
 import { calibrateCertified } from './calibrate.js';
@@ -91,6 +92,10 @@ function markdown(bundle: Bundle, r: Report, svgName: string): string {
       .filter((m) => r.trained[`ff-${m}`]?.[String(m)] !== undefined)
       .map((m) => `| fixed-feature baseline (its own encoder) | ${m} | ${pct(r.trained[`ff-${m}`]![String(m)])} | |`),
   ];
+  // What the tightest bound demands of the sample: the most losses a set may show among the tested images and pass.
+  const tight = r.certified[0];
+  const tested = cert?.n;
+  const allowed = tight && tested ? Array.from({ length: tested + 1 }, (_, k) => k).filter((k) => binomialCdf(k, tested, tight.epsilon) <= tight.delta).at(-1) : undefined;
   return [
     START,
     `### Accuracy against expected dimension (${bundle.id}, ${r.test_count.toLocaleString('en')} test images)`,
@@ -102,6 +107,14 @@ function markdown(bundle: Bundle, r: Report, svgName: string): string {
     '',
     ...rows,
     '',
+    ...(tight && tested && allowed !== undefined
+      ? [
+          `A bound is only as tight as the sample allows: on ${tested.toLocaleString('en')} tested images, disagreement ≤ ${100 * tight.epsilon}% is certified only for ` +
+            `thresholds that disagree with the full size on at most ${allowed} of them (${((100 * allowed) / tested).toFixed(2)}%), hence its cost in dimensions; ` +
+            'a larger validation split buys tighter bounds cheaper.',
+          '',
+        ]
+      : []),
     `Where the served cascade answers (share of test images): ${exitsRow}. The accuracy of the answers each stage gives: ` +
       `${bundle.nesting.filter((m) => s.exit_accuracy[String(m)] !== undefined).map((m) => `${m}-d ${pct(s.exit_accuracy[String(m)])}%`).join(', ')}.`,
     '',
