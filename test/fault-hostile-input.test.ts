@@ -165,7 +165,7 @@ describe('hostile input', () => {
     expect(res.results[0]!.response!.class_index).toBe(res.results[2]!.response!.class_index);
   });
 
-  it('a body that is not a valid protobuf message gets INVALID_ARGUMENT naming the message on every method, and is counted', async () => {
+  it('a body that is not a valid protobuf message gets INVALID_ARGUMENT naming the message on every unary method, health included, and is counted', async () => {
     const identity = (b: Buffer) => b;
     const call = (port: number, path: string, body: Buffer) => {
       const Raw = grpc.makeGenericClientConstructor(
@@ -182,20 +182,36 @@ describe('hostile input', () => {
       Buffer.from([0x0a, 0x10, 0x01, 0x02]), // field 1 announces 16 bytes; 2 follow
       Buffer.from([0x0f]), // field 1 with wire type 7, which does not exist
     ];
-    const methods = [
+    const methods: { port: number; path: string; type: string; skip?: number[] }[] = [
       { port: cascade.port, path: '/mrl.v1.Classifier/Classify', type: 'mrl.v1.ClassifyRequest' },
       { port: cascade.port, path: '/mrl.v1.Classifier/ClassifyBatch', type: 'mrl.v1.ClassifyBatchRequest' },
       { port: encoder.port, path: '/mrl.v1.Encoder/Encode', type: 'mrl.v1.EncodeRequest' },
       { port: encoder.port, path: '/mrl.v1.Encoder/EncodeBatch', type: 'mrl.v1.EncodeBatchRequest' },
+      // grpc-health-check's decoder reads a truncated length-delimited field as it is, so that
+      // body asks for an unknown service name there (NOT_FOUND): only bodies it cannot read count.
+      { port: cascade.port, path: '/grpc.health.v1.Health/Check', type: 'grpc.health.v1.HealthCheckRequest', skip: [1] },
+      { port: encoder.port, path: '/grpc.health.v1.Health/Check', type: 'grpc.health.v1.HealthCheckRequest', skip: [1] },
+      { port: encoder.port, path: '/grpc.health.v1.Health/List', type: 'grpc.health.v1.HealthListRequest', skip: [1] },
     ];
     const cascadeBefore = await scrape(cascade.metricsPort);
     const encoderBefore = await scrape(encoder.metricsPort);
     for (const m of methods)
-      for (const body of bodies) {
+      for (const [i, body] of bodies.entries()) {
+        if (m.skip?.includes(i)) continue;
         const err = await call(m.port, m.path, body);
         expect(err?.code, `${m.path} ${body.toString('hex')}`).toBe(grpc.status.INVALID_ARGUMENT);
         expect(err!.details).toMatch(new RegExp(`^request is not a valid ${m.type.replaceAll('.', '\\.')} message: \\S`));
       }
+    // Health's Watch streams: the same refusal ends the stream.
+    const Watch = grpc.makeGenericClientConstructor(
+      { Watch: { path: '/grpc.health.v1.Health/Watch', requestStream: false, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
+      'RawWatch',
+    );
+    const watcher = new Watch(`127.0.0.1:${encoder.port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Watch(req: Buffer): grpc.ClientReadableStream<Buffer> };
+    const watchErr = await new Promise<ServiceError>((resolve) => watcher.Watch(bodies[0]!).on('error', resolve));
+    watcher.close();
+    expect(watchErr.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(watchErr.details).toMatch(/^request is not a valid grpc\.health\.v1\.HealthCheckRequest message: \S/);
     const cascadeAfter = await scrape(cascade.metricsPort);
     const encoderAfter = await scrape(encoder.metricsPort);
     expect(delta(cascadeBefore, cascadeAfter, 'mrl_cascade_requests_total{code="INVALID_ARGUMENT"}')).toBe(3);

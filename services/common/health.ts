@@ -1,8 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
+import { MalformedRequest, parseTolerantService } from './unary.js';
 
 type Status = 'SERVING' | 'NOT_SERVING';
-type WatchCall = grpc.ServerWritableStream<{ service: string }, { status: string }>;
+type WatchCall = grpc.ServerWritableStream<{ service: string } | MalformedRequest, { status: string }>;
+
+/** A body that did not parse, as the status a client gets: its fault, not the server's. */
+const malformed = (request: MalformedRequest) => ({ code: grpc.status.INVALID_ARGUMENT, details: request.reason });
 
 /**
  * grpc.health.v1 (Check, Watch, List) for a fixed set of service names, shareable by several
@@ -34,20 +38,24 @@ export class HealthState {
 
   /** Adds grpc.health.v1.Health, answering from this state, to `server`. */
   addTo(server: grpc.Server): void {
-    server.addService(healthService as unknown as grpc.ServiceDefinition, {
-      check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    server.addService(parseTolerantService(healthService as unknown as grpc.ServiceDefinition), {
+      check: (call: grpc.ServerUnaryCall<{ service: string } | MalformedRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (call.request instanceof MalformedRequest) return callback(malformed(call.request));
         const status = this.#status.get(call.request.service);
         if (status) callback(null, { status });
         else callback({ code: grpc.status.NOT_FOUND, details: `health status unknown for service "${call.request.service}"` });
       },
       watch: (call: WatchCall) => {
+        if (call.request instanceof MalformedRequest) return void call.emit('error', malformed(call.request));
         const watch = { service: call.request.service, call };
         this.#watches.add(watch);
         call.on('cancelled', () => this.#watches.delete(watch));
         call.write({ status: this.#status.get(watch.service) ?? 'SERVICE_UNKNOWN' });
       },
-      list: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-        callback(null, { statuses: Object.fromEntries([...this.#status].map(([name, status]) => [name, { status }])) }),
+      list: (call: grpc.ServerUnaryCall<object | MalformedRequest, unknown>, callback: grpc.sendUnaryData<unknown>) =>
+        call.request instanceof MalformedRequest
+          ? callback(malformed(call.request))
+          : callback(null, { statuses: Object.fromEntries([...this.#status].map(([name, status]) => [name, { status }])) }),
     });
   }
 }

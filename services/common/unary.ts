@@ -23,7 +23,8 @@ export class MalformedRequest {
  * `definition` with request parsing that cannot fail: a body that does not parse becomes a
  * MalformedRequest, which `unary` answers with INVALID_ARGUMENT. grpc-js alone answers it with
  * INTERNAL "Error deserializing request", which reads as the server's fault and skips the metrics.
- * Every handler registered with it must be a `unary` one: the type does not show the MalformedRequest.
+ * Every handler registered with it must expect one (`unary` handlers do, and so does HealthState's):
+ * the type does not show the MalformedRequest.
  */
 export function parseTolerantService<T extends grpc.ServiceDefinition>(definition: T): T {
   const methods = Object.entries(definition).map(([name, method]) => {
