@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import type { Logger } from '../common/logger.js';
+import { startModuleWorker } from '../common/runtime.js';
 import { wilsonInterval } from './binomial.js';
-import { replay } from './calibration.js';
-import { certifyDisagreement } from './certify.js';
+import { replay, type StageTable } from './calibration.js';
+import type { CertifyJob, CertifyReply } from './certifyWorker.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';
 import type { CertificateTerms, ThresholdStore } from './thresholds.js';
@@ -26,8 +28,9 @@ export function minimumSamples({ epsilon, delta }: CertificateTerms): number {
 /**
  * Re-certifies the thresholds on the shadow samples (MRL_SHADOW_RECALIBRATE): on a schedule, and
  * as soon as the served thresholds' disagreement on the kept samples has a lower confidence bound
- * (Wilson, one-sided 95%) above ε, the alert's condition. New thresholds are served only when the
- * test certifies them; each swap is logged with the expected dimension before and after.
+ * (Wilson, one-sided 95%) above ε, the alert's condition. The test runs on a worker thread (see
+ * certifyWorker.ts), one at a time. New thresholds are served only when the test certifies them;
+ * each swap is logged with the expected dimension before and after.
  */
 export function startRecertification(
   sampler: ShadowSampler,
@@ -35,42 +38,57 @@ export function startRecertification(
   options: RecertificationOptions,
   metrics: CascadeMetrics,
   logger: Logger,
-): { stop(): void } {
+): { stop(): Promise<void> } {
   const { terms } = options;
   const needed = minimumSamples(terms);
+  const worker = startModuleWorker('./certifyWorker', import.meta.url, {});
+  worker.unref();
+  worker.on('error', (err) => logger.error('re-certification worker failed', { err }));
   let last = Date.now();
-  const tick = () => {
-    if (sampler.size < needed) return;
-    const samples = sampler.samples();
+  let running = false;
+  const recertify = async (samples: StageTable, reason: string) => {
     const current = store.current.thresholds;
-    const now = replay(samples, current);
-    const live = wilsonInterval(now.disagreements, samples.n);
-    const alert = live.low > terms.epsilon;
-    if (!alert && Date.now() - last < options.intervalMs) return;
-    last = Date.now();
-    let found;
-    try {
-      found = certifyDisagreement(samples, terms);
-    } catch (err) {
+    worker.postMessage({ table: samples, terms } satisfies CertifyJob);
+    const [reply] = (await once(worker, 'message')) as [CertifyReply];
+    if (!reply.ok) {
       metrics.thresholdReloads.inc({ result: 'not_certified' });
-      logger.warn('re-certification found no certified thresholds; keeping the current ones', { samples: samples.n, reason: (err as Error).message });
+      logger.warn('re-certification found no certified thresholds; keeping the current ones', { samples: samples.n, reason: reply.reason });
       return;
     }
-    if (found.thresholds.every((t, k) => t === current[k])) return;
-    const after = replay(samples, found.thresholds);
-    store.recertified(found.thresholds, terms);
+    // The served thresholds may have changed meanwhile (a file reload): those win.
+    if (store.current.thresholds !== current || reply.thresholds.every((t, k) => t === current[k])) return;
+    const before = replay(samples, current);
+    const after = replay(samples, reply.thresholds);
+    store.recertified(reply.thresholds, terms);
     logger.info('thresholds re-certified on shadow samples', {
       samples: samples.n,
-      reason: alert ? 'disagreement above epsilon' : 'schedule',
-      disagreement_before: now.disagreements / samples.n,
+      reason,
+      disagreement_before: before.disagreements / samples.n,
       disagreement_after: after.disagreements / samples.n,
-      avg_dimension_before: now.dimensionSum / samples.n,
+      avg_dimension_before: before.dimensionSum / samples.n,
       avg_dimension_after: after.dimensionSum / samples.n,
-      bound: found.certificate.bound,
-      thresholds: found.thresholds,
+      bound: reply.bound,
+      thresholds: reply.thresholds,
     });
+  };
+  const tick = () => {
+    if (running || sampler.size < needed) return;
+    const samples = sampler.samples();
+    const live = replay(samples, store.current.thresholds);
+    const alert = wilsonInterval(live.disagreements, samples.n).low > terms.epsilon;
+    if (!alert && Date.now() - last < options.intervalMs) return;
+    last = Date.now();
+    running = true;
+    recertify(samples, alert ? 'disagreement above epsilon' : 'schedule')
+      .catch((err: unknown) => logger.error('re-certification failed', { err }))
+      .finally(() => (running = false));
   };
   const timer = setInterval(tick, options.checkMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await worker.terminate();
+    },
+  };
 }

@@ -79,7 +79,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   };
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
-  let recertification: { stop(): void } | undefined;
+  let recertification: { stop(): Promise<void> } | undefined;
   if (config.shadow.recalibrate) {
     const terms = thresholds.current.certificate;
     if (terms?.risk !== 'disagreement' || config.shadow.rate === 0)
@@ -134,7 +134,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     thresholds,
     shutdown: async () => {
       await grpcServer.shutdown(config.shutdownGraceMs);
-      recertification?.stop();
+      await recertification?.stop();
       thresholds.close();
       encoder.close();
       await metricsServer.close();

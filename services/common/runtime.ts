@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 
 /**
  * Whether this code runs compiled (`npm run build` writes `dist/`, what production runs) rather
@@ -47,4 +48,20 @@ export function tsxLoaderUrl(): string {
 /** The node arguments that run module `file` in a process of its own: itself compiled, through tsx from source. */
 export function nodeArgs(file: string): string[] {
   return COMPILED ? [file] : ['--import', tsxLoaderUrl(), file];
+}
+
+/**
+ * Starts module `path` (relative to `base`, without extension) on a worker thread: compiled, its
+ * .js file. From TypeScript source (tests, tsx) the worker registers tsx itself before it imports
+ * the .ts file, since loader hooks do not reach worker threads on Node 20; tsx is a dev
+ * dependency and production never takes this path.
+ */
+export function startModuleWorker(path: string, base: string, options: WorkerOptions): Worker {
+  const worker = moduleUrl(path, base);
+  if (COMPILED) return new Worker(worker, options);
+  const tsxPackage = createRequire(import.meta.url).resolve('tsx/package.json');
+  const api = JSON.parse(readFileSync(tsxPackage, 'utf8')) as { exports: { './esm/api': { import: { default: string } } } };
+  const tsxApi = pathToFileURL(join(dirname(tsxPackage), api.exports['./esm/api'].import.default)).href;
+  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker.href)}); });`;
+  return new Worker(boot, { ...options, eval: true });
 }

@@ -1,12 +1,8 @@
 import { status } from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Bundle } from '../common/bundle.js';
 import type { Logger } from '../common/logger.js';
-import { COMPILED, moduleUrl } from '../common/runtime.js';
+import { startModuleWorker } from '../common/runtime.js';
 import { StatusError } from '../common/statusError.js';
 import type { RunReply, RunRequest, WorkerReady, WorkerSetup } from './inferenceWorker.js';
 
@@ -19,21 +15,6 @@ export interface EncoderSessionOptions {
   intraOpThreads: number;
 }
 
-/**
- * Starts the inference worker: compiled, inferenceWorker.js beside this file. From TypeScript
- * source (tests, tsx) the worker registers tsx itself before it imports inferenceWorker.ts, since
- * loader hooks do not reach worker threads on Node 20; tsx is a dev dependency and production never
- * takes this path.
- */
-function startWorker(setup: WorkerSetup): Worker {
-  const worker = moduleUrl('./inferenceWorker', import.meta.url);
-  if (COMPILED) return new Worker(worker, { workerData: setup });
-  const tsxPackage = createRequire(import.meta.url).resolve('tsx/package.json');
-  const api = JSON.parse(readFileSync(tsxPackage, 'utf8')) as { exports: { './esm/api': { import: { default: string } } } };
-  const tsxApi = pathToFileURL(join(dirname(tsxPackage), api.exports['./esm/api'].import.default)).href;
-  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker.href)}); });`;
-  return new Worker(boot, { eval: true, workerData: setup });
-}
 
 /**
  * The bundle's ONNX encoder, run on a worker thread (see inferenceWorker.ts): batches of
@@ -88,7 +69,7 @@ export class EncoderSession {
       executionProviders: options.executionProviders,
       intraOpThreads: options.intraOpThreads,
     };
-    const worker = startWorker(setup);
+    const worker = startModuleWorker('./inferenceWorker', import.meta.url, { workerData: setup });
     const ready = await new Promise<WorkerReady>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
