@@ -58,6 +58,15 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     // Only an override file can fail here; name the setting that points at it.
     throw new ConfigError(`MRL_THRESHOLDS_FILE: ${(err as Error).message}`);
   }
+  // Checked before anything listens: re-certification needs samples and terms to certify at.
+  const recertifyTerms = config.shadow.recalibrate ? thresholds.current.certificate : undefined;
+  if (config.shadow.recalibrate && (recertifyTerms?.risk !== 'disagreement' || config.shadow.rate === 0)) {
+    thresholds.close();
+    throw new ConfigError(
+      'MRL_SHADOW_RECALIBRATE: needs MRL_SHADOW_RATE above 0 and thresholds certified for the disagreement risk ' +
+        '(calibration.certificate in model.json or the thresholds file, from `mrl calibrate`)',
+    );
+  }
   showSettings(thresholds.current);
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
   const encoderChannel = channelCredentials(config.encoderTls);
@@ -79,16 +88,9 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   };
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
-  let recertification: { stop(): Promise<void> } | undefined;
-  if (config.shadow.recalibrate) {
-    const terms = thresholds.current.certificate;
-    if (terms?.risk !== 'disagreement' || config.shadow.rate === 0)
-      throw new ConfigError(
-        'MRL_SHADOW_RECALIBRATE: needs MRL_SHADOW_RATE above 0 and thresholds certified for the disagreement risk ' +
-          '(calibration.certificate in model.json or the thresholds file, from `mrl calibrate`)',
-      );
-    recertification = startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000, terms }, metrics, logger);
-  }
+  const recertification = recertifyTerms
+    ? startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000, terms: recertifyTerms }, metrics, logger)
+    : undefined;
   const { definition, proto } = loadMrlProtos();
   const grpcServer = await startGrpcServer({
     serviceNames: ['mrl.v1.Classifier'],
