@@ -23,6 +23,8 @@ interface CascadePoint {
   temperatures: number[];
   /** The certificate's bound on disagreement, from the validation sample. */
   bound: number;
+  /** Validation images the certificate was tested on. */
+  n: number;
   test: { accuracy: number; avg_dimension: number; disagreement: number };
 }
 
@@ -69,8 +71,11 @@ function markdown(bundle: Bundle, r: Report, svgName: string): string {
   const exitsRow = bundle.nesting.map((m) => `${m}-d ${((100 * (s.exits[String(m)] ?? 0)) / r.test_count).toFixed(1)}%`).join(', ');
   const classes = Object.entries(s.class_avg_dimension).sort((a, b) => b[1] - a[1]);
   const headline = cert
-    ? `Certified on the validation split (with probability at least ${1 - cert.delta} over that sample, the cascade disagrees with the ${d}-d ` +
-      `answer on at most ${100 * cert.epsilon}% of inputs; bound reached ${(100 * cert.bound).toFixed(2)}% on ${cert.n} images), the served cascade ` +
+    ? `Certified on the validation split (with probability at least ${1 - cert.delta} over that sample, ` +
+      (cert.risk === 'error'
+        ? `the cascade's error rate exceeds the ${d}-d one's by at most ${100 * cert.epsilon} points`
+        : `the cascade disagrees with the ${d}-d answer on at most ${100 * cert.epsilon}% of inputs`) +
+      `; bound reached ${(100 * cert.bound).toFixed(2)}% on ${cert.n} images), the served cascade ` +
       `answers the ${r.test_count.toLocaleString('en')} test images with an average of **${s.avg_dimension.toFixed(2)} dimensions** at ${pct(s.accuracy)}% accuracy, ` +
       `against ${pct(full)}% for the ${d}-d representation: **${(d / s.avg_dimension).toFixed(1)}× smaller** (accuracy ${((s.accuracy - full) * 100).toFixed(2)} points; ` +
       `it disagrees with the full size on ${pct(s.disagreement)}% of test images).`
@@ -94,7 +99,7 @@ function markdown(bundle: Bundle, r: Report, svgName: string): string {
   ];
   // What the tightest bound demands of the sample: the most losses a set may show among the tested images and pass.
   const tight = r.certified[0];
-  const tested = cert?.n;
+  const tested = tight?.n;
   const allowed = tight && tested ? Array.from({ length: tested + 1 }, (_, k) => k).filter((k) => binomialCdf(k, tested, tight.epsilon) <= tight.delta).at(-1) : undefined;
   return [
     START,
@@ -164,6 +169,7 @@ export function buildReport(bundle: Bundle, val: LogitTable, test: LogitTable): 
       thresholds: cal.thresholds,
       temperatures: cal.temperatures,
       bound: cal.calibration.certificate!.bound,
+      n: cal.calibration.certificate!.n,
       test: { accuracy: e.accuracy, avg_dimension: e.avg_dimension, disagreement: e.disagreement },
     });
   }
@@ -224,7 +230,8 @@ export async function reportCommand(bundle: Bundle, readme: string | undefined, 
   ].filter((s) => s.points.length > 0);
   const svgName = 'pareto.svg';
   // From a point below the lowest certified cascade: where the choice between sizes is made.
-  const floor = Math.min(...report.certified.map((p) => p.test.accuracy)) - 0.01;
+  const lowest = report.certified.length ? report.certified.map((p) => p.test.accuracy) : Object.values(report.fixed);
+  const floor = Math.min(...lowest) - 0.01;
   await writeIfChanged(join(bundle.dir, svgName), paretoSvg(`${bundle.name}: accuracy against dimension`, series, bundle.nesting, floor));
   await writeIfChanged(join(bundle.dir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   await replaceSection(join(bundle.dir, 'README.md'), markdown(bundle, report, svgName));

@@ -129,6 +129,7 @@ describe('configuration is validated at start-up', () => {
     ['cascade', { MRL_MODEL_DIR: '/nonexistent/bundle' }, /MRL_MODEL_DIR="\/nonexistent\/bundle": must be an existing folder/],
     ['cascade', { MRL_THRESHOLDS_FILE: '/nonexistent/thresholds.json' }, /^MRL_THRESHOLDS_FILE: thresholds file \/nonexistent\/thresholds.json: ENOENT/],
     ['cascade', { MRL_SHADOW_RECALIBRATE: '1', MRL_SHADOW_RATE: '0' }, /^MRL_SHADOW_RECALIBRATE: needs MRL_SHADOW_RATE above 0/],
+    ['cascade', { MRL_SHADOW_RECALIBRATE: '1', MRL_SHADOW_RESERVOIR: '100' }, /^MRL_SHADOW_RECALIBRATE: MRL_SHADOW_RESERVOIR=100 holds too few samples to certify disagreement <= 0\.005 with delta 0\.05: it needs at least \d+$/],
     ['cascade', { MRL_THRESHOLDS_FILE: WRONG_MODEL }, /^MRL_THRESHOLDS_FILE: thresholds file .*: calibrated for some-other-model@1.0.0, but this cascade serves fashion-mnist-mrl@/],
   ] as const)('the %s process refuses to start on %j: exit 1, the reason logged, nothing served', async (name, env, message) => {
     const { code, output } = await runToExit(name, env);

@@ -68,7 +68,7 @@ afterAll(async () => {
 describe('drift: inputs change under certified thresholds', () => {
   it('the live disagreement rises above ε and the alert fires; re-certified thresholds bring it back under ε, at a higher average dimension', async () => {
     const epsilon = (bundle.meta.calibration as { certificate: { epsilon: number } }).certificate.epsilon;
-    expect(minimumSamples({ risk: 'disagreement', epsilon, delta: 0.05 })).toBeLessThan(RESERVOIR);
+    expect(minimumSamples({ epsilon, delta: 0.05 })).toBeLessThan(RESERVOIR);
     const metric = (m: Map<string, number>, name: string) => m.get(name) ?? 0;
     const start = await scrape(mesh.cascade.metricsPort);
 

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WatchView } from '../cli/watch.js';
 import { type Bundle, loadBundle } from '../services/common/bundle.js';
-import { classify, sliceTensor } from '../cli/clients.js';
+import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { scrape } from './helpers/prom.js';
@@ -44,6 +44,9 @@ describe('shadow agreement at MRL_SHADOW_RATE=1', () => {
     }
     // Capped requests are not shadowed either: they could not have escalated to the full size.
     for (let i = 0; i < 20; i++) await classify(mesh.classifier, { tensor: sliceTensor(slice, i, bundle), max_dimension: bundle.nesting[2]! });
+    // Nor is a full-length embedding sent with a cap: its answer could not have escalated either.
+    const { embedding } = await encode(mesh.encoderClient, { tensor: sliceTensor(slice, 0, bundle) });
+    for (let i = 0; i < 5; i++) await classify(mesh.classifier, { embedding: { values: embedding }, max_dimension: bundle.nesting[0]! });
     // The shadow answer is computed after the response: give it a moment to land.
     const until = Date.now() + 5000;
     let got = await shadowCounts();

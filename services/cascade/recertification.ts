@@ -6,31 +6,32 @@ import { replay, type StageTable } from './calibration.js';
 import type { CertifyJob, CertifyReply } from './certifyWorker.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';
-import type { CertificateTerms, ThresholdStore } from './thresholds.js';
+import type { CertificateTerms, ExitSettings, ThresholdStore } from './thresholds.js';
 
 export interface RecertificationOptions {
   /** Re-certify at least this often, ms. */
   intervalMs: number;
   /** How often the alert condition is checked on the kept samples, ms. */
   checkMs: number;
-  /** The bound to certify at: the served certificate's terms. */
-  terms: CertificateTerms;
 }
 
 /**
  * The fewest samples on which even the most cautious cascade (no disagreements) passes the test:
  * (1 − ε)^n_tested ≤ δ, with 3 of every 5 samples tested.
  */
-export function minimumSamples({ epsilon, delta }: CertificateTerms): number {
+export function minimumSamples({ epsilon, delta }: Pick<CertificateTerms, 'epsilon' | 'delta'>): number {
   return Math.ceil(Math.log(delta) / Math.log1p(-epsilon) / 0.6) + 5;
 }
 
 /**
- * Re-certifies the thresholds on the shadow samples (MRL_SHADOW_RECALIBRATE): on a schedule, and
- * as soon as the served thresholds' disagreement on the kept samples has a lower confidence bound
- * (Wilson, one-sided 95%) above ε, the alert's condition. The test runs on a worker thread (see
- * certifyWorker.ts), one at a time. New thresholds are served only when the test certifies them;
- * each swap is logged with the expected dimension before and after.
+ * Re-certifies the thresholds on the shadow samples (MRL_SHADOW_RECALIBRATE) at the terms of the
+ * certificate served at the time: on a schedule, and as soon as the served thresholds'
+ * disagreement on the kept samples has a lower confidence bound (Wilson, one-sided 95%) above ε,
+ * the alert's condition. The test runs on a worker thread (see certifyWorker.ts), one at a time,
+ * and only on samples scored at the served temperatures. New thresholds are served only when the
+ * test certifies them and nothing changed the served settings meanwhile; each swap is logged with
+ * the expected dimension before and after. Each swap's δ holds for that swap's sample: over many
+ * swaps the chance that some served set exceeds ε grows with their number.
  */
 export function startRecertification(
   sampler: ShadowSampler,
@@ -39,25 +40,37 @@ export function startRecertification(
   metrics: CascadeMetrics,
   logger: Logger,
 ): { stop(): Promise<void> } {
-  const { terms } = options;
-  const needed = minimumSamples(terms);
   const worker = startModuleWorker('./certifyWorker', import.meta.url, {});
   worker.unref();
+  let failed = false;
   worker.on('error', (err) => logger.error('re-certification worker failed', { err }));
+  worker.on('exit', (code) => {
+    failed = true;
+    logger.error('re-certification worker exited; re-certification is off until the cascade restarts', { code });
+  });
   let last = Date.now();
   let running = false;
-  const recertify = async (samples: StageTable, reason: string) => {
-    const current = store.current.thresholds;
-    worker.postMessage({ table: samples, terms } satisfies CertifyJob);
-    const [reply] = (await once(worker, 'message')) as [CertifyReply];
+  /** One job's reply, or a rejection if the worker exits first. */
+  const ask = (job: CertifyJob) =>
+    new Promise<CertifyReply>((resolve, reject) => {
+      const onExit = (code: number) => reject(new Error(`re-certification worker exited (${code})`));
+      worker.once('exit', onExit);
+      worker.once('message', (reply: CertifyReply) => {
+        worker.off('exit', onExit);
+        resolve(reply);
+      });
+      worker.postMessage(job);
+    });
+  const recertify = async (samples: StageTable, settings: ExitSettings, terms: CertificateTerms, reason: string) => {
+    const reply = await ask({ table: samples, terms });
     if (!reply.ok) {
       metrics.thresholdReloads.inc({ result: 'not_certified' });
       logger.warn('re-certification found no certified thresholds; keeping the current ones', { samples: samples.n, reason: reply.reason });
       return;
     }
-    // The served thresholds may have changed meanwhile (a file reload): those win.
-    if (store.current.thresholds !== current || reply.thresholds.every((t, k) => t === current[k])) return;
-    const before = replay(samples, current);
+    // A file reload meanwhile wins; so do thresholds that are already these.
+    if (store.current !== settings || reply.thresholds.every((t, k) => t === settings.thresholds[k])) return;
+    const before = replay(samples, settings.thresholds);
     const after = replay(samples, reply.thresholds);
     store.recertified(reply.thresholds, terms);
     logger.info('thresholds re-certified on shadow samples', {
@@ -72,14 +85,18 @@ export function startRecertification(
     });
   };
   const tick = () => {
-    if (running || sampler.size < needed) return;
+    const settings = store.current;
+    const terms = settings.certificate;
+    // Only a disagreement certificate can be renewed from shadow samples, and only on samples scored as served.
+    if (failed || running || terms?.risk !== 'disagreement' || sampler.scoredAt !== settings.temperatures) return;
+    if (sampler.size < minimumSamples(terms)) return;
     const samples = sampler.samples();
-    const live = replay(samples, store.current.thresholds);
+    const live = replay(samples, settings.thresholds);
     const alert = wilsonInterval(live.disagreements, samples.n).low > terms.epsilon;
     if (!alert && Date.now() - last < options.intervalMs) return;
     last = Date.now();
     running = true;
-    recertify(samples, alert ? 'disagreement above epsilon' : 'schedule')
+    recertify(samples, settings, terms, alert ? 'disagreement above epsilon' : 'schedule')
       .catch((err: unknown) => logger.error('re-certification failed', { err }))
       .finally(() => (running = false));
   };
@@ -88,6 +105,7 @@ export function startRecertification(
   return {
     stop: async () => {
       clearInterval(timer);
+      worker.removeAllListeners('exit');
       await worker.terminate();
     },
   };

@@ -12,7 +12,7 @@ import { CoalescingEncoder } from './coalescingEncoder.js';
 import { createEncoderClient } from './encoderClient.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
 import { createClassifierService } from './service.js';
-import { startRecertification } from './recertification.js';
+import { minimumSamples, startRecertification } from './recertification.js';
 import { ShadowSampler } from './shadow.js';
 import { type ExitSettings, ThresholdStore } from './thresholds.js';
 
@@ -58,15 +58,22 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     // Only an override file can fail here; name the setting that points at it.
     throw new ConfigError(`MRL_THRESHOLDS_FILE: ${(err as Error).message}`);
   }
-  // Checked before anything listens: re-certification needs samples and terms to certify at.
-  const recertifyTerms = config.shadow.recalibrate ? thresholds.current.certificate : undefined;
-  if (config.shadow.recalibrate && (recertifyTerms?.risk !== 'disagreement' || config.shadow.rate === 0)) {
+  // Checked before anything listens: re-certification needs samples, and terms to certify at.
+  const terms = thresholds.current.certificate;
+  const refuse = (why: string) => {
     thresholds.close();
-    throw new ConfigError(
-      'MRL_SHADOW_RECALIBRATE: needs MRL_SHADOW_RATE above 0 and thresholds certified for the disagreement risk ' +
+    throw new ConfigError(`MRL_SHADOW_RECALIBRATE: ${why}`);
+  };
+  if (config.shadow.recalibrate && (terms?.risk !== 'disagreement' || config.shadow.rate === 0))
+    refuse(
+      'needs MRL_SHADOW_RATE above 0 and thresholds certified for the disagreement risk ' +
         '(calibration.certificate in model.json or the thresholds file, from `mrl calibrate`)',
     );
-  }
+  if (config.shadow.recalibrate && terms && config.shadow.reservoir < minimumSamples(terms))
+    refuse(
+      `MRL_SHADOW_RESERVOIR=${config.shadow.reservoir} holds too few samples to certify disagreement <= ${terms.epsilon} ` +
+        `with delta ${terms.delta}: it needs at least ${minimumSamples(terms)}`,
+    );
   showSettings(thresholds.current);
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
   const encoderChannel = channelCredentials(config.encoderTls);
@@ -88,8 +95,8 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   };
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
-  const recertification = recertifyTerms
-    ? startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000, terms: recertifyTerms }, metrics, logger)
+  const recertification = config.shadow.recalibrate
+    ? startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000 }, metrics, logger)
     : undefined;
   const { definition, proto } = loadMrlProtos();
   const grpcServer = await startGrpcServer({

@@ -108,7 +108,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     const settings = deps.thresholds.current;
     const result = cascade.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy });
     // Only an answer that could have escalated to the full size can disagree with it.
-    if (c.policy === 'cascade' && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);
+    if (c.policy === 'cascade' && c.cap === bundle.embeddingDim && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });

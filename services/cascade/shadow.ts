@@ -73,6 +73,11 @@ export class ShadowSampler {
     this.#count = Math.min(this.#count + 1, this.options.reservoir);
   }
 
+  /** The temperatures the kept samples were scored at (undefined before the first). */
+  get scoredAt(): readonly number[] | undefined {
+    return this.#temperatures;
+  }
+
   /** Samples kept since the temperatures last changed. */
   get size(): number {
     return this.#count;
