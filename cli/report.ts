@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogitTable } from '../services/cascade/calibration.js';
-import { binomialCdf } from '../services/cascade/binomial.js';
+import { mostPassingLosses } from '../services/cascade/binomial.js';
 import { expectedCalibrationErrors } from '../services/cascade/temperature.js';
 import type { Bundle } from '../services/common/bundle.js';
 import { calibrateCertified } from './calibrate.js';
@@ -100,7 +100,8 @@ function markdown(bundle: Bundle, r: Report, svgName: string): string {
   // What the tightest bound demands of the sample: the most losses a set may show among the tested images and pass.
   const tight = r.certified[0];
   const tested = tight?.n;
-  const allowed = tight && tested ? Array.from({ length: tested + 1 }, (_, k) => k).filter((k) => binomialCdf(k, tested, tight.epsilon) <= tight.delta).at(-1) : undefined;
+  const passing = tight && tested ? mostPassingLosses(tested, tight.epsilon, tight.delta) : -1;
+  const allowed = passing >= 0 ? passing : undefined;
   return [
     START,
     `### Accuracy against expected dimension (${bundle.id}, ${r.test_count.toLocaleString('en')} test images)`,

@@ -45,3 +45,13 @@ export function wilsonInterval(k: number, n: number, z = 1.645): { low: number; 
   const scale = 1 + (z * z) / n;
   return { low: Math.max(0, (centre - spread) / scale), high: Math.min(1, (centre + spread) / scale) };
 }
+
+/**
+ * The most losses among n that still pass the test of "risk > ε" at level δ (P(X ≤ k) ≤ δ for
+ * X ~ Binomial(n, ε)), or -1 when none do: how tight a bound a sample of n can certify.
+ */
+export function mostPassingLosses(n: number, epsilon: number, delta: number): number {
+  let k = -1;
+  while (k < n && binomialCdf(k + 1, n, epsilon) <= delta) k++;
+  return k;
+}

@@ -30,25 +30,31 @@ export interface StageTable {
 /** What answers are scored against in a stage table: the true labels, or the full size's class. */
 export type Reference = 'labels' | 'full-size';
 
+/** Rows `indices` of a row-major array whose rows are `width` long, gathered in order. */
+function gatherRows<T extends Float64Array | Int32Array>(rows: T, width: number, indices: ArrayLike<number>, out: T): T {
+  for (let r = 0; r < indices.length; r++) out.set(rows.subarray(indices[r]! * width, (indices[r]! + 1) * width), r * width);
+  return out;
+}
+
+const pick = (labels: ArrayLike<number>, indices: ArrayLike<number>) => Array.from(indices, (i) => labels[i]!);
+
 /** The rows `indices` of a logit table (a split of it). */
 export function selectRows(table: LogitTable, indices: ArrayLike<number>): LogitTable {
   const per = table.dims.length * table.classes;
-  const logits = new Float64Array(indices.length * per);
-  for (let r = 0; r < indices.length; r++) logits.set(table.logits.subarray(indices[r]! * per, (indices[r]! + 1) * per), r * per);
-  const labels = table.labels;
-  return { ...table, n: indices.length, logits, labels: labels && Array.from(indices as ArrayLike<number>, (i) => labels[i]!) };
+  const logits = gatherRows(table.logits, per, indices, new Float64Array(indices.length * per));
+  return { ...table, n: indices.length, logits, labels: table.labels && pick(table.labels, indices) };
 }
 
 /** The rows `indices` of a stage table. */
 export function selectStageRows(table: StageTable, indices: ArrayLike<number>): StageTable {
   const K = table.dims.length;
-  const top = new Float64Array(indices.length * K);
-  const classIndex = new Int32Array(indices.length * K);
-  for (let r = 0; r < indices.length; r++) {
-    top.set(table.top.subarray(indices[r]! * K, (indices[r]! + 1) * K), r * K);
-    classIndex.set(table.classIndex.subarray(indices[r]! * K, (indices[r]! + 1) * K), r * K);
-  }
-  return { n: indices.length, dims: table.dims, top, classIndex, labels: Array.from(indices as ArrayLike<number>, (i) => table.labels[i]!) };
+  return {
+    n: indices.length,
+    dims: table.dims,
+    top: gatherRows(table.top, K, indices, new Float64Array(indices.length * K)),
+    classIndex: gatherRows(table.classIndex, K, indices, new Int32Array(indices.length * K)),
+    labels: pick(table.labels, indices),
+  };
 }
 
 /** The stage table of `table` under per-stage temperatures, with the cascade's own softmax. */
