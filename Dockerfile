@@ -17,6 +17,7 @@ COPY package.json package-lock.json .npmrc ./
 # for the sources below, and compiling needs no package's install script.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY matryoshka ./matryoshka
 COPY services ./services
 RUN npm run build
 

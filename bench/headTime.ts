@@ -1,5 +1,5 @@
-import { Cascade } from '../services/cascade/cascade.js';
-import type { HeadKind, LinearHead } from '../services/common/bundle.js';
+import { Cascade } from '../matryoshka/cascade.js';
+import type { HeadKind, LinearHead } from '../matryoshka/bundle.js';
 
 export interface HeadTimeResult {
   kind: HeadKind;

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { loadMrlProtos } from '../services/common/protos.js';

@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import type { Bundle } from '../services/common/bundle.js';
+import type { Bundle } from '../matryoshka/bundle.js';
 
 export interface RawPoint {
   batch: number;

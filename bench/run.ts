@@ -15,7 +15,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { percentile } from '../test/helpers/load.js';
 import { histogramMean, scrape } from '../test/helpers/prom.js';
 import { type HeadTimeResult, headTimeBenchmark } from './headTime.js';

@@ -8,11 +8,11 @@ import {
   selectRows,
   stageAccuracies,
   stageTable,
-} from '../services/cascade/calibration.js';
-import { type Certificate, certifyThresholds, learnCertifySplit, type Risk } from '../services/cascade/certify.js';
-import { expectedCalibrationErrors } from '../services/cascade/temperature.js';
+} from '../matryoshka/calibration.js';
+import { type Certificate, certifyThresholds, learnCertifySplit, type Risk } from '../matryoshka/certify.js';
+import { expectedCalibrationErrors } from '../matryoshka/temperature.js';
 import type { ThresholdsFile } from '../services/cascade/thresholds.js';
-import type { Bundle } from '../services/common/bundle.js';
+import type { Bundle } from '../matryoshka/bundle.js';
 import { loadSplit } from './fashionMnist.js';
 import { buildLogitTable } from './logitTable.js';
 

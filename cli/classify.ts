@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Bundle } from '../services/common/bundle.js';
+import type { Bundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, sliceTensor } from './clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';

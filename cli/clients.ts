@@ -5,7 +5,7 @@ import type { ClassifyResponse__Output } from '../services/common/generated/mrl/
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
 import type { EncodeResponse__Output } from '../services/common/generated/mrl/v1/EncodeResponse.js';
-import { type Bundle, pixelsToInput } from '../services/common/bundle.js';
+import { type Bundle, pixelsToInput } from '../matryoshka/bundle.js';
 import { loadMrlProtos } from '../services/common/protos.js';
 import { type TestSlice, slicePixels } from './testSlice.js';
 

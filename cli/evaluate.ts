@@ -1,7 +1,7 @@
-import type { Policy } from '../services/cascade/cascade.js';
-import { type LogitTable, replay, stageAccuracies, stageTable } from '../services/cascade/calibration.js';
+import type { Policy } from '../matryoshka/cascade.js';
+import { type LogitTable, replay, stageAccuracies, stageTable } from '../matryoshka/calibration.js';
 import type { ExitSettings } from '../services/cascade/thresholds.js';
-import type { Bundle } from '../services/common/bundle.js';
+import type { Bundle } from '../matryoshka/bundle.js';
 
 export interface Evaluation {
   model: string;

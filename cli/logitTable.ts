@@ -1,6 +1,6 @@
-import { Cascade } from '../services/cascade/cascade.js';
-import type { LogitTable } from '../services/cascade/calibration.js';
-import { type Bundle, pixelsToInput } from '../services/common/bundle.js';
+import { Cascade } from '../matryoshka/cascade.js';
+import type { LogitTable } from '../matryoshka/calibration.js';
+import { type Bundle, pixelsToInput } from '../matryoshka/bundle.js';
 import { silentLogger } from '../services/common/logger.js';
 import { EncoderSession } from '../services/encoder/session.js';
 import type { LabelledImages } from './fashionMnist.js';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_MODEL_DIR, loadBundle } from '../services/common/bundle.js';
+import { DEFAULT_MODEL_DIR, loadBundle } from '../matryoshka/bundle.js';
 import { PACKAGE_ROOT } from '../services/common/runtime.js';
 import { exitSettings, readThresholdsFile } from '../services/cascade/thresholds.js';
 import { type CalibrationTarget, calibrateCommand } from './calibrate.js';

@@ -1,9 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LogitTable } from '../services/cascade/calibration.js';
-import { mostPassingLosses } from '../services/cascade/binomial.js';
-import { expectedCalibrationErrors } from '../services/cascade/temperature.js';
-import type { Bundle } from '../services/common/bundle.js';
+import type { LogitTable } from '../matryoshka/calibration.js';
+import { mostPassingLosses } from '../matryoshka/binomial.js';
+import { expectedCalibrationErrors } from '../matryoshka/temperature.js';
+import type { Bundle } from '../matryoshka/bundle.js';
 import { calibrateCertified } from './calibrate.js';
 import { type Evaluation, evaluateTable } from './evaluate.js';
 import { loadSplit } from './fashionMnist.js';

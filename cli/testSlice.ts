@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Bundle, BundleError } from '../services/common/bundle.js';
+import { type Bundle, BundleError } from '../matryoshka/bundle.js';
 
 /** The bundle's small, versioned slice of the test split: uint8 images and their labels. */
 export interface TestSlice {

@@ -1,4 +1,4 @@
-import { wilsonInterval } from '../services/cascade/binomial.js';
+import { wilsonInterval } from '../matryoshka/binomial.js';
 import { scrapeUrl } from './metrics.js';
 
 /** What `mrl watch` shows: from one scrape, and the average dimension since the one before. */

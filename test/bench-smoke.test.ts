@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { BenchResult } from '../bench/run.js';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 
 describe('npm run bench (quick smoke run)', () => {
   it('runs every part and writes a well-formed result', async () => {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { startCascade } from '../services/cascade/server.js';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { silentLogger } from '../services/common/logger.js';
 import { loadTestSlice } from '../cli/testSlice.js';

@@ -2,8 +2,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Cascade } from '../services/cascade/cascade.js';
-import { type Bundle, DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../services/common/bundle.js';
+import { Cascade } from '../matryoshka/cascade.js';
+import { type Bundle, DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../matryoshka/bundle.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 
 // The shipped bundles, checked against what PyTorch computed when it wrote them.

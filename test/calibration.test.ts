@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { replay, searchThresholds, type StageTable } from '../services/cascade/calibration.js';
+import { replay, searchThresholds, type StageTable } from '../matryoshka/calibration.js';
 
 /** A seeded generator, so every table is the same on every run. */
 function rng(seed: number) {

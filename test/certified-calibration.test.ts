@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type LogitTable, replay, selectRows, stageTable } from '../services/cascade/calibration.js';
-import { certifyThresholds } from '../services/cascade/certify.js';
-import { expectedCalibrationErrors } from '../services/cascade/temperature.js';
-import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { type LogitTable, replay, selectRows, stageTable } from '../matryoshka/calibration.js';
+import { certifyThresholds } from '../matryoshka/certify.js';
+import { expectedCalibrationErrors } from '../matryoshka/temperature.js';
+import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { loadSplit } from '../cli/fashionMnist.js';
 import { buildLogitTable } from '../cli/logitTable.js';
 

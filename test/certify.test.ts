@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { binomialCdf, binomialUpperBound } from '../services/cascade/binomial.js';
-import { type LogitTable, replay, searchThresholds, stageTable } from '../services/cascade/calibration.js';
-import { certifyThresholds, learnCertifySplit } from '../services/cascade/certify.js';
-import { expectedCalibrationErrors, fitTemperatures } from '../services/cascade/temperature.js';
+import { binomialCdf, binomialUpperBound } from '../matryoshka/binomial.js';
+import { type LogitTable, replay, searchThresholds, stageTable } from '../matryoshka/calibration.js';
+import { certifyThresholds, learnCertifySplit } from '../matryoshka/certify.js';
+import { expectedCalibrationErrors, fitTemperatures } from '../matryoshka/temperature.js';
 
 /** A seeded generator, so every table is the same on every run. */
 function rng(seed: number) {

@@ -1,7 +1,7 @@
 import { connectivityState } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';

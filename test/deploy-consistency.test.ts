@@ -9,10 +9,10 @@ import type { INetworkPolicy, INetworkPolicyPeer } from 'kubernetes-models/netwo
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import type { IConfigMap, IContainer, IService } from 'kubernetes-models/v1';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Cascade } from '../services/cascade/cascade.js';
+import { Cascade } from '../matryoshka/cascade.js';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { readThresholdsFile } from '../services/cascade/thresholds.js';
-import { DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../services/common/bundle.js';
+import { DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../matryoshka/bundle.js';
 import type { Env } from '../services/common/config.js';
 import { silentLogger } from '../services/common/logger.js';
 import { loadTestSlice } from '../cli/testSlice.js';

@@ -1,7 +1,7 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';

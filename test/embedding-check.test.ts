@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { embeddingError } from '../services/encoder/embeddingCheck.js';
 
 describe('embeddingError: which non-finite embeddings are the caller\'s fault', () => {

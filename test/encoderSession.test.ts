@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { createLogger } from '../services/common/logger.js';
 import { EncoderSession } from '../services/encoder/session.js';
 

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import { loadTestSlice } from '../cli/testSlice.js';

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { StatusError } from '../services/common/statusError.js';
 import { loadTestSlice } from '../cli/testSlice.js';

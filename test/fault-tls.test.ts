@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { makeTestPki, pem, type TestPki } from './helpers/certs.js';

@@ -1,9 +1,9 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cascade } from '../services/cascade/cascade.js';
+import { Cascade } from '../matryoshka/cascade.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
-import { type Bundle, loadBundle } from '../services/common/bundle.js';
+import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';

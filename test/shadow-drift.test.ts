@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classify, float32Bytes } from '../cli/clients.js';
 import { type LabelledImages, loadSplit } from '../cli/fashionMnist.js';
 import { minimumSamples } from '../services/cascade/recertification.js';
-import { type Bundle, loadBundle, pixelsToInput } from '../services/common/bundle.js';
+import { type Bundle, loadBundle, pixelsToInput } from '../matryoshka/bundle.js';
 import { startMesh, type TestMesh } from './helpers/mesh.js';
 import { histogramMean, scrape } from './helpers/prom.js';
 import { type RunningPrometheus, startPrometheus, waitFor } from './helpers/prometheusServer.js';

@@ -10,7 +10,7 @@ import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { type Exit, supervise } from '../cli/supervisor.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { loopbackStartEnv } from './helpers/ports.js';
-import { loadBundle } from '../services/common/bundle.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { createLogger } from '../services/common/logger.js';
 import { waitFor } from './helpers/load.js';
 import { MRL } from './helpers/mrl.js';

@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
-import type { StageTable } from './calibration.js';
-import { certifyDisagreement } from './certify.js';
+import type { StageTable } from '../../matryoshka/calibration.js';
+import { certifyDisagreement } from '../../matryoshka/certify.js';
 import type { CertificateTerms } from './thresholds.js';
 
 /** A re-certification to run: the shadow samples and the bound. */

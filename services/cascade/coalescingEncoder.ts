@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import type { InputSpec } from '../common/bundle.js';
+import type { InputSpec } from '../../matryoshka/bundle.js';
 import type { Tensor, Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 import { packedRange } from '../common/tensorChecks.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';

@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
-import { wilsonInterval } from './binomial.js';
-import { replay, type StageTable } from './calibration.js';
+import { wilsonInterval } from '../../matryoshka/binomial.js';
+import { replay, type StageTable } from '../../matryoshka/calibration.js';
 import type { CertifyJob, CertifyReply } from './certifyWorker.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';

@@ -1,4 +1,4 @@
-import { loadBundle } from '../common/bundle.js';
+import { loadBundle } from '../../matryoshka/bundle.js';
 import { ConfigError } from '../common/config.js';
 import { startGrpcServer } from '../common/grpcServer.js';
 import { parseTolerantService } from '../common/unary.js';
@@ -6,7 +6,7 @@ import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
 import { channelCredentials, serverCredentials } from '../common/tls.js';
-import { Cascade } from './cascade.js';
+import { Cascade } from '../../matryoshka/cascade.js';
 import type { CascadeConfig } from './config.js';
 import { CoalescingEncoder } from './coalescingEncoder.js';
 import { createEncoderClient } from './encoderClient.js';

@@ -1,5 +1,5 @@
 import { status, type ServerUnaryCall } from '@grpc/grpc-js';
-import type { Bundle } from '../common/bundle.js';
+import type { Bundle } from '../../matryoshka/bundle.js';
 import type { ClassifierHandlers } from '../common/generated/mrl/v1/Classifier.js';
 import type { ClassifyBatchRequest__Output } from '../common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse } from '../common/generated/mrl/v1/ClassifyBatchResponse.js';
@@ -11,7 +11,7 @@ import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { codeName, unary } from '../common/unary.js';
-import { Cascade, type Policy } from './cascade.js';
+import { Cascade, type Policy } from '../../matryoshka/cascade.js';
 import type { CoalescingEncoder } from './coalescingEncoder.js';
 import { cascadeErrorMapper } from './errorStatus.js';
 import type { CascadeMetrics } from './metrics.js';

@@ -1,5 +1,5 @@
-import type { StageTable } from './calibration.js';
-import type { Cascade, CascadeResult } from './cascade.js';
+import type { StageTable } from '../../matryoshka/calibration.js';
+import type { Cascade, CascadeResult } from '../../matryoshka/cascade.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ExitSettings } from './thresholds.js';
 

@@ -1,5 +1,5 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { type Bundle, validateTemperatures, validateThresholds } from '../common/bundle.js';
+import { type Bundle, validateTemperatures, validateThresholds } from '../../matryoshka/bundle.js';
 import type { Logger } from '../common/logger.js';
 
 /**

@@ -1,4 +1,4 @@
-import { DEFAULT_MODEL_DIR } from './bundle.js';
+import { DEFAULT_MODEL_DIR } from '../../matryoshka/bundle.js';
 import { type Setting, distinctPorts, existingFolder, host, int, oneOf, readableFile } from './config.js';
 import { LOG_LEVELS } from './logger.js';
 

@@ -1,4 +1,4 @@
-import type { InputSpec } from './bundle.js';
+import type { InputSpec } from '../../matryoshka/bundle.js';
 import type { Tensor, Tensor__Output } from './generated/mrl/v1/Tensor.js';
 import { firstNonFinite } from './finite.js';
 import { type StatusError, invalidArgument } from './statusError.js';

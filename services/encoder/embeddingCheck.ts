@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { InputSpec } from '../common/bundle.js';
+import type { InputSpec } from '../../matryoshka/bundle.js';
 import { firstNonFinite } from '../common/finite.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { type InputSpec, pixelsToInput } from '../common/bundle.js';
+import { type InputSpec, pixelsToInput } from '../../matryoshka/bundle.js';
 import { type StatusError, invalidArgument } from '../common/statusError.js';
 import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../common/tensorChecks.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';

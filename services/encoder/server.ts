@@ -1,4 +1,4 @@
-import { loadBundle } from '../common/bundle.js';
+import { loadBundle } from '../../matryoshka/bundle.js';
 import { startGrpcServer } from '../common/grpcServer.js';
 import { parseTolerantService } from '../common/unary.js';
 import type { Logger } from '../common/logger.js';

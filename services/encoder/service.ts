@@ -1,4 +1,4 @@
-import type { Bundle } from '../common/bundle.js';
+import type { Bundle } from '../../matryoshka/bundle.js';
 import type { EncodeBatchRequest__Output } from '../common/generated/mrl/v1/EncodeBatchRequest.js';
 import type { EncodeBatchResponse } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
 import type { EncodeInput__Output } from '../common/generated/mrl/v1/EncodeInput.js';

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import type { Worker } from 'node:worker_threads';
-import type { Bundle } from '../common/bundle.js';
+import type { Bundle } from '../../matryoshka/bundle.js';
 import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
 import { StatusError } from '../common/statusError.js';

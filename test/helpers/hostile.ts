@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
-import type { Bundle } from '../../services/common/bundle.js';
+import type { Bundle } from '../../matryoshka/bundle.js';
 import { float32Bytes } from '../../cli/clients.js';
 
 /** One malformed request, where it goes, and the answer it must get. */

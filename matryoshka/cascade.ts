@@ -1,4 +1,4 @@
-import type { HeadKind, LinearHead } from '../common/bundle.js';
+import type { HeadKind, LinearHead } from './bundle.js';
 
 /** `cascade`: the first confident stage answers. `full`: only the largest allowed stage runs. */
 export type Policy = 'cascade' | 'full';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { PACKAGE_ROOT } from './runtime.js';
+import { PACKAGE_ROOT } from '../services/common/runtime.js';
 
 /** The model bundle shipped in the repository and served by default. */
 export const DEFAULT_MODEL_DIR = join(PACKAGE_ROOT, 'models', 'fashion-mnist-mrl');
