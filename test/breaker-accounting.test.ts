@@ -46,27 +46,26 @@ const events = (before: Map<string, number>, after: Map<string, number>) => ({
   success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}'),
 });
 
-describe('the encoder breaker counts inputs, as callers see them', () => {
-  it('a few requests with deadlines too short for a healthy encoder, beside many in time, leave it closed', async () => {
-    // Default breaker: opens past 50% failures once 5 outcomes are in the window.
+describe('the encoder breaker counts encoder calls, only for what is the encoder\'s doing', () => {
+  it('requests with deadlines too short for the pace the encoder answers at, beside many in time, are refused at once and leave it closed', async () => {
+    // Default breaker: opens past 50% failures once 5 calls are in the window.
     mesh = await startMesh({}, { slowBatchMs: 300 });
-    await classify(mesh.classifier, { tensor });
+    await classify(mesh.classifier, { tensor }); // sets the pace: about 300 ms a call
     const before = await scrape(mesh.cascade.metricsPort);
     const calls = [...new Array<number>(12).fill(5_000), ...new Array<number>(4).fill(100)].map((ms) =>
       outcome((d) => classify(mesh!.classifier, { tensor }, d.getTime() - Date.now()), ms),
     );
-    expect(tally(await Promise.all(calls))).toEqual({ OK: 12, DEADLINE_EXCEEDED: 4 });
-    const counted = events(before, await scrape(mesh.cascade.metricsPort));
-    // Counting calls instead, the 4 timeouts outweighed the one or two calls that answered 12; and
-    // the 4 gave the encoder under MRL_BREAKER_MIN_TIMEOUT_MS (200), so they count neither way.
-    expect(counted.success).toBe(12);
-    expect(counted.failure).toBe(0);
+    expect(tally(await Promise.all(calls))).toEqual({ OK: 12, RESOURCE_EXHAUSTED: 4 });
+    const after = await scrape(mesh.cascade.metricsPort);
+    expect(events(before, after).failure).toBe(0);
+    expect(delta(before, after, 'mrl_cascade_encoder_refusals_total{queue="interactive",reason="expected_wait"}')).toBe(4);
     expect(await breakerState(mesh)).toBe(0);
   });
 
   it('requests that time out still queued in the cascade, never sent, count neither way', async () => {
     mesh = await startMesh({ MRL_ENCODER_CALLS_IN_FLIGHT: '1' }, { slowBatchMs: 400 });
-    await classify(mesh.classifier, { tensor });
+    // Connect with a request that needs no encoder: no pace yet, so admission lets the next ones queue.
+    await classify(mesh.classifier, { embedding: { values: new Array<number>(8).fill(0) } });
     const before = await scrape(mesh.cascade.metricsPort);
     const first = outcome((d) => classify(mesh!.classifier, { tensor }, d.getTime() - Date.now()), 5_000);
     await new Promise((r) => setTimeout(r, 50)); // its call is on its way; the next ones queue behind it
@@ -81,13 +80,13 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
     ['times out', 'cancels'],
     ['cancels', 'times out'],
   ] as const) {
-    it(`a shared call abandoned by two callers, the first of which ${first} and the second ${second}: one failure, for the timeout`, async () => {
-      // The caller that times out gives the encoder about 270 ms: well over this floor.
+    it(`a shared call abandoned by two callers, the first of which ${first} and the second ${second}: one failure, for the call`, async () => {
       mesh = await startMesh({ MRL_BREAKER_MIN_TIMEOUT_MS: '100' }, { slowBatchMs: 1500 });
       const m = mesh;
-      await classify(m.classifier, { tensor });
+      await classify(m.classifier, { embedding: { values: new Array<number>(8).fill(0) } });
       const before = await scrape(m.cascade.metricsPort);
-      // Sent in one turn, the two share one encoder call; each leaves at its own moment.
+      // Sent in one turn, the two share one encoder call; each leaves at its own moment, and the
+      // call, which the encoder has had past the floor by then, ends with the second.
       const leave = (how: 'times out' | 'cancels', atMs: number) =>
         new Promise<status>((resolve) => {
           const deadline = Date.now() + (how === 'times out' ? atMs : 10_000);
@@ -104,72 +103,65 @@ describe('the encoder breaker counts inputs, as callers see them', () => {
     });
   }
 
-  it('half-open, a probe its caller cancelled opens it again instead of closing it', async () => {
+  it('half-open, a probe its caller cancelled before the floor still gets the floor, and opens it again', async () => {
     const m = await halfOpenMesh();
     const cancelled = new Promise<ServiceError>((resolve) => {
       const call = m.classifier.Classify({ tensor }, { deadline: Date.now() + 10_000 }, (err) => resolve(err!));
       setTimeout(() => call.cancel(), 100);
     });
     expect((await cancelled).code).toBe(status.CANCELLED);
-    // A cancel says nothing of the encoder's health: counted as a success it would have closed the breaker.
+    // Cancelled at once, the probe would have said nothing of the encoder; run to the floor, it timed out.
     await expectReopened(m);
   });
 });
 
 describe('callers whose deadlines are shorter than MRL_BREAKER_MIN_TIMEOUT_MS', () => {
-  /** Ten unary calls one after another and a packed ClassifyBatch of 256 images, each given 100 ms by a 300 ms encoder. */
+  /** Ten unary calls one after another and a packed ClassifyBatch of 256 images, each given 100 ms; the codes they got. */
   const impatient = async (m: TestMesh) => {
-    for (let i = 0; i < 10; i++) expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100)).code).toBe(status.DEADLINE_EXCEEDED);
+    const codes: status[] = [];
+    for (let i = 0; i < 10; i++) codes.push((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100)).code);
     const images = { shape: [256, 28, 28], raw: Buffer.concat(new Array<Buffer>(256).fill(tensor.raw)) };
-    const codes = await new Promise<status[]>((resolve) =>
-      m.classifier.ClassifyBatch({ images }, { deadline: Date.now() + 100 }, (err, res) => resolve(err ? [err.code] : res!.results.map((r) => r.code))),
+    codes.push(
+      ...(await new Promise<status[]>((resolve) =>
+        m.classifier.ClassifyBatch({ images }, { deadline: Date.now() + 100 }, (err, res) => resolve(err ? [err.code] : res!.results.map((r) => r.code))),
+      )),
     );
-    // The cascade answers each image's timeout just inside the call's deadline, or that deadline passes first.
-    expect(new Set(codes)).toEqual(new Set([status.DEADLINE_EXCEEDED]));
+    return new Set(codes);
   };
 
-  it('time out without opening the breaker for everyone, however many there are', async () => {
+  it('are refused at once, before any encoder call, by an encoder known to be slower than their deadlines', async () => {
     mesh = await startMesh({}, { slowBatchMs: 300 });
     const m = mesh;
     await classify(m.classifier, { tensor });
     const before = await scrape(m.cascade.metricsPort);
-    await impatient(m);
-    // Let every abandoned encoder call end and be counted (each would within the 300 ms delay).
-    await new Promise((r) => setTimeout(r, 1_000));
-    expect(events(before, await scrape(m.cascade.metricsPort)).failure).toBe(0);
+    expect(await impatient(m)).toEqual(new Set([status.RESOURCE_EXHAUSTED]));
+    const after = await scrape(m.cascade.metricsPort);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(0);
+    expect(events(before, after)).toEqual({ failure: 0, success: 0 });
     expect(await breakerState(m)).toBe(0);
     expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 5_000)).code).toBe(status.OK);
   });
 
-  it('do not hide a hung encoder from the breaker: the few patient callers among them open it', async () => {
+  it('do not hide a hung encoder from the breaker: every call gets the floor, times out and counts', async () => {
     mesh = await startMesh({}, { slowBatchMs: 60_000 });
     const m = mesh;
     await classify(m.classifier, { embedding: { values: new Array<number>(8).fill(0) } }); // connect; needs no encoder
     const before = await scrape(m.cascade.metricsPort);
-    // For 3 s: a 100 ms caller every 40 ms, and a 300 ms one (about 270 ms for the encoder) every 600 ms.
+    // For 2 s, a 100 ms caller every 40 ms.
     const calls: Promise<unknown>[] = [];
-    for (let t = 0; t < 3_000; t += 40) {
-      calls.push(outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), t % 600 === 0 ? 300 : 100));
+    for (let t = 0; t < 2_000; t += 40) {
+      calls.push(outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100));
       await new Promise((r) => setTimeout(r, 40));
     }
     await Promise.all(calls);
     await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
-    // Only the patient callers counted: the impatient ones' calls passed no success to the breaker.
     expect(events(before, await scrape(m.cascade.metricsPort)).success).toBe(0);
   });
 
-  it('half-open, a probe that timed out within its short budget opens it again instead of closing it', async () => {
+  it('half-open, a probe that timed out within its short budget still gets the floor, and opens it again', async () => {
     const m = await halfOpenMesh();
     expect((await outcome((d) => classify(m.classifier, { tensor }, d.getTime() - Date.now()), 100)).code).toBe(status.DEADLINE_EXCEEDED);
     await expectReopened(m);
-  });
-
-  it('open it when the floor is 0: then every timeout counts against the encoder', async () => {
-    mesh = await startMesh({ MRL_BREAKER_MIN_TIMEOUT_MS: '0' }, { slowBatchMs: 300 });
-    const m = mesh;
-    await classify(m.classifier, { tensor });
-    await impatient(m).catch(() => {}); // once it opens, calls fail fast with UNAVAILABLE instead
-    await waitFor('the breaker to open', async () => (await breakerState(m)) === 2, 5_000);
   });
 });
 

@@ -98,7 +98,7 @@ describe('slow encoder (injected delay)', () => {
 });
 
 describe('callers that go away', () => {
-  it('cancel the encoder call they shared once the last of them is gone, instead of leaving it to run', async () => {
+  it('cancel the encoder call they shared once the last of them is gone and the encoder has had it the floor', async () => {
     await encoderDrained();
     const encBefore = await scrape(encoder.metricsPort);
     const before = await scrape(cascade.metricsPort);
@@ -121,45 +121,64 @@ describe('callers that go away', () => {
     const after = await scrape(cascade.metricsPort);
     expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(2);
     expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
-    // The cancelled call counts once, as opossum counts a filtered error; its other input not at all.
-    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}')).toBe(1);
-    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}')).toBe(0);
+    // One call, one outcome: unanswered after 200 ms, past the 100 ms floor, it counts against the encoder.
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}')).toBe(1);
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}')).toBe(0);
   });
-});
 
-describe('a shared encoder call abandoned through timeouts', () => {
-  it('counts against the breaker as a failure, never as a success', async () => {
+  it('with the pace of answered calls known, a caller whose deadline comes sooner is refused at once, never sent', async () => {
     await encoderDrained();
+    // The earlier tests' answered call took the encoder's 1.5 s, or more.
     const before = await scrape(cascade.metricsPort);
     const o = await outcome((d) => classify(client, { tensor }, d.getTime() - Date.now()), 300);
-    expect(o.code).toBe(status.DEADLINE_EXCEEDED);
-    const events = async () => {
-      const after = await scrape(cascade.metricsPort);
-      return { failure: delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}'), success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}') };
-    };
-    // The call's one input gave up: one failure (a cancelled call would have counted a success).
-    await waitFor('the abandoned call to settle', async () => (await events()).failure === 1, 5_000);
-    expect(await events()).toEqual({ failure: 1, success: 0 });
+    expect(o.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(o.details).toMatch(/^cascade encoder queue: requests wait about (1[5-9]|[2-9])\d\d\d ms for the encoder, more than the 2\d\d ms before this one's deadline; retry later$/);
+    expect(o.endedAt - o.startedAt).toBeLessThan(250);
+    const after = await scrape(cascade.metricsPort);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(0);
+    expect(delta(before, after, 'mrl_cascade_encoder_refusals_total{queue="interactive",reason="expected_wait"}')).toBe(1);
   });
 });
 
-describe('a hung encoder behind shared encoder calls', () => {
-  it('requests that time out count against the breaker, which opens and then fails fast', async () => {
-    // Default breaker volume (5 failures in the window); 12 requests share one or two encoder calls.
-    const guarded = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, MRL_BREAKER_MIN_TIMEOUT_MS: '100' });
-    const c = classifierClient(`127.0.0.1:${guarded.port}`);
-    try {
-      const first = await Promise.all(Array.from({ length: 12 }, () => outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300)));
-      expect(first.every((o) => o.code === status.DEADLINE_EXCEEDED)).toBe(true);
-      await waitFor('the breaker to open', async () => (await scrape(guarded.metricsPort)).get('mrl_cascade_breaker_state') === 2, 5_000);
-      const next = await outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300);
-      expect(next.code).toBe(status.UNAVAILABLE);
-      expect(next.details).toMatch(/circuit breaker is open/);
-      expect(next.endedAt - next.startedAt).toBeLessThan(250);
-    } finally {
-      c.close();
-      await guarded.stop();
-    }
+describe('a cascade that has had no answer yet (admission expects no wait) behind a hung encoder', () => {
+  let guarded: ServiceProcess;
+  let c: ClassifierClient;
+  beforeAll(async () => {
+    // Default breaker volume: 5 calls in the window.
+    guarded = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, MRL_BREAKER_MIN_TIMEOUT_MS: '100' });
+    c = classifierClient(`127.0.0.1:${guarded.port}`);
+  });
+  afterAll(async () => {
+    c.close();
+    await guarded.stop();
+  });
+  const events = (before: Map<string, number>, after: Map<string, number>) => ({
+    failure: delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}'),
+    success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}'),
+  });
+
+  it('a shared call abandoned through timeouts counts against the breaker as a failure, never as a success', async () => {
+    await encoderDrained();
+    const before = await scrape(guarded.metricsPort);
+    const o = await outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300);
+    expect(o.code).toBe(status.DEADLINE_EXCEEDED);
+    await waitFor('the call to settle', async () => events(before, await scrape(guarded.metricsPort)).failure === 1, 5_000);
+    expect(events(before, await scrape(guarded.metricsPort))).toEqual({ failure: 1, success: 0 });
+  });
+
+  it('calls that time out open the breaker, which then fails fast', async () => {
+    // Calls one after another, each of three requests that share it, until the breaker opens: by
+    // the fifth call in its window (the previous test's counts), the earlier ones all timed out.
+    const waves: number[][] = [];
+    while (waves.length < 6 && !waves.at(-1)?.includes(status.UNAVAILABLE))
+      waves.push((await Promise.all(Array.from({ length: 3 }, () => outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300)))).map((o) => o.code));
+    expect(waves.length).toBeLessThanOrEqual(5);
+    expect(waves.slice(0, -1).flat()).toEqual(new Array(3 * (waves.length - 1)).fill(status.DEADLINE_EXCEEDED));
+    await waitFor('the breaker to open', async () => (await scrape(guarded.metricsPort)).get('mrl_cascade_breaker_state') === 2, 5_000);
+    const next = await outcome((d) => classify(c, { tensor }, d.getTime() - Date.now()), 300);
+    expect(next.code).toBe(status.UNAVAILABLE);
+    expect(next.details).toMatch(/circuit breaker is open/);
+    expect(next.endedAt - next.startedAt).toBeLessThan(250);
   });
 });
 

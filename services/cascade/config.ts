@@ -2,8 +2,7 @@ import { type Env, readSettings } from '../common/config.js';
 import type { LogLevel } from '../common/logger.js';
 import { checkListenPorts } from '../common/settings.js';
 import { type ClientTls, type ServerTls, clientTls, serverTls } from '../common/tls.js';
-import type { CoalescingOptions } from './coalescingEncoder.js';
-import type { BreakerOptions } from './encoderClient.js';
+import type { BreakerOptions, QueueOptions } from './encoderGateway.js';
 import { cascadeSettings, encoderTlsSettings } from './settings.js';
 
 /**
@@ -28,7 +27,7 @@ export interface CascadeConfig {
    * How concurrent requests share EncodeBatch calls: `encoderBatch`, `encoderBatchDelayMs`,
    * `encoderCallsInFlight`, `encoderQueue`; a call's request stays under `maxMessageBytes`.
    */
-  coalescing: CoalescingOptions;
+  queues: QueueOptions;
   /** Checked against the bundle's model and nesting when the cascade starts (startCascade). */
   thresholdsFile?: string;
   thresholdsPollMs: number;
@@ -55,7 +54,7 @@ export function cascadeConfig(env: Env): CascadeConfig {
     encoderTarget: s.encoderTarget,
     encoderTls: clientTls(encoderTlsSettings, { ca: s.encoderTlsCa, cert: s.encoderTlsCert, key: s.encoderTlsKey, serverName: s.encoderTlsServerName }),
     encoderTimeoutMs: s.encoderTimeoutMs,
-    coalescing: {
+    queues: {
       maxBatch: s.encoderBatch,
       maxDelayMs: s.encoderBatchDelayMs,
       maxInFlight: s.encoderCallsInFlight,

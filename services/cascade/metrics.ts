@@ -35,8 +35,20 @@ export function createCascadeMetrics(nesting: readonly number[]) {
     breakerState: new Gauge({ name: 'mrl_cascade_breaker_state', help: 'Encoder circuit breaker: 0 closed, 1 half-open, 2 open', registers }),
     breakerEvents: new Counter({
       name: 'mrl_cascade_breaker_events_total',
-      help: 'Encoder circuit breaker events: open, halfOpen, close, reject (a refused call); success and failure count encoder inputs',
+      help: 'Encoder circuit breaker events: open, halfOpen, close, reject (a call refused while open); success and failure count encoder calls',
       labelNames: ['event'],
+      registers,
+    }),
+    encoderCalls: new Counter({
+      name: 'mrl_cascade_encoder_calls_total',
+      help: "EncodeBatch calls by outcome: ok, encoder (its failure, counted by the breaker), caller (bad input), backpressure (the encoder's RESOURCE_EXHAUSTED), cascade (a timeout the cascade saw late, too busy to tell), breaker_open (not sent)",
+      labelNames: ['outcome'],
+      registers,
+    }),
+    encoderRefusals: new Counter({
+      name: 'mrl_cascade_encoder_refusals_total',
+      help: 'Requests refused with RESOURCE_EXHAUSTED before reaching the encoder, by queue (interactive, bulk) and reason: queue_full, expected_wait (admission: the wait would pass the deadline), shed (queued, it could no longer be answered in time)',
+      labelNames: ['queue', 'reason'],
       registers,
     }),
     threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),

@@ -8,8 +8,7 @@ import { loadMrlProtos } from '../common/protos.js';
 import { channelCredentials, serverCredentials } from '../common/tls.js';
 import { Cascade } from '../../matryoshka/cascade.js';
 import type { CascadeConfig } from './config.js';
-import { CoalescingEncoder } from './coalescingEncoder.js';
-import { createEncoderClient } from './encoderClient.js';
+import { EncoderGateway } from './encoderGateway.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
 import { createClassifierService } from './service.js';
 import { minimumSamples, startRecertification } from './recertification.js';
@@ -77,22 +76,19 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   showSettings(thresholds.current);
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
   const encoderChannel = channelCredentials(config.encoderTls);
-  const encoder = createEncoderClient(
+  const encoder = new EncoderGateway(
     {
       target: config.encoderTarget,
       credentials: encoderChannel.credentials,
       channelOptions: encoderChannel.options,
       maxMessageBytes: config.maxMessageBytes,
       breaker: config.breaker,
+      queues: config.queues,
       expect: { model: bundle.id, embeddingDim: bundle.embeddingDim },
     },
     metrics,
     logger,
   );
-  const coalescing = {
-    interactive: new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics, 'cascade encoder queue'),
-    bulk: new CoalescingEncoder(encoder, bundle.embeddingDim, config.coalescing, metrics, 'cascade bulk encoder queue'),
-  };
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
   const recertification = config.shadow.recalibrate
@@ -110,7 +106,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
           cascade,
           thresholds,
           shadow,
-          encoder: coalescing,
+          encoder,
           metrics,
           logger,
           defaultTimeoutMs: config.encoderTimeoutMs,

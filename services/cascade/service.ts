@@ -12,7 +12,7 @@ import { StatusError, invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from '../../matryoshka/cascade.js';
-import type { CoalescingEncoder } from './coalescingEncoder.js';
+import type { EncoderGateway, EncoderQueue } from './encoderGateway.js';
 import { cascadeErrorMapper } from './errorStatus.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';
@@ -28,7 +28,7 @@ export interface ClassifierServiceDeps {
    * The way to the encoder for unary Classify calls, and a second one, with a queue of its own,
    * for ClassifyBatch items: a bulk job can fill only its own queue, never the interactive one.
    */
-  encoder: { interactive: CoalescingEncoder; bulk: CoalescingEncoder };
+  encoder: Pick<EncoderGateway, 'interactive' | 'bulk'>;
   metrics: CascadeMetrics;
   logger: Logger;
   /** Deadline given to encoder calls when the caller set none, ms. */
@@ -138,7 +138,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
    * the request can use: less to send, less to copy).
    */
   const embed = (
-    encoder: CoalescingEncoder,
+    encoder: EncoderQueue,
     req: ClassifyRequest__Output,
     c: Checked,
     deadline: Date,
@@ -173,7 +173,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   /**
    * The bulk path: every request is validated and answered on its own (its response or the
    * error it would have got alone); their encoder inputs share EncodeBatch calls. Packed images
-   * go to the encoder packed, in runs (see CoalescingEncoder.encodePacked).
+   * go to the encoder packed, in runs (see EncoderQueue.encodePacked).
    */
   const classifyBatch = async (
     req: ClassifyBatchRequest__Output,

@@ -70,7 +70,7 @@ export const cascadeSettings = {
     type: int(1, 1_000_000),
     default: '4096',
     unit: 'inputs',
-    doc: 'most inputs waiting, per queue, before requests get `RESOURCE_EXHAUSTED` (a run of packed images counts as one)',
+    doc: 'most requests waiting, per queue, before requests get `RESOURCE_EXHAUSTED` (a run of packed images counts as one); below it, admission control refuses those whose expected wait passes their deadline',
   },
   thresholdsFile: {
     name: 'MRL_THRESHOLDS_FILE',
@@ -110,14 +110,14 @@ export const cascadeSettings = {
     type: int(1, 100),
     default: '50',
     unit: '%',
-    doc: 'the encoder circuit breaker opens when more than this share of the inputs counted in its window failed',
+    doc: 'the encoder circuit breaker opens when more than this share of the encoder calls counted in its window failed (only the encoder\'s failures count: not bad input, backpressure or callers that gave up)',
   },
   breakerVolume: {
     name: 'MRL_BREAKER_VOLUME',
     type: int(1, 1_000_000),
     default: '5',
-    unit: 'inputs',
-    doc: 'inputs counted in the window before the breaker may open',
+    unit: 'calls',
+    doc: 'encoder calls counted in the window before the breaker may open',
   },
   breakerResetMs: {
     name: 'MRL_BREAKER_RESET_MS',
@@ -131,14 +131,14 @@ export const cascadeSettings = {
     type: int(100, 3_600_000),
     default: '10000',
     unit: 'ms',
-    doc: "the breaker's rolling window of counted inputs",
+    doc: "the breaker's rolling window of counted calls",
   },
   breakerMinTimeoutMs: {
     name: 'MRL_BREAKER_MIN_TIMEOUT_MS',
     type: int(0, 3_600_000),
     default: '200',
     unit: 'ms',
-    doc: 'an input that gave up waiting counts against the encoder only if the encoder had it at least this long',
+    doc: "every encoder call gets at least this long, whatever its callers' deadlines: one the encoder has not answered by then counts against it, and a caller's short deadline never does",
   },
   maxMessageBytes,
   maxBatchRequests: {

@@ -18,12 +18,26 @@ export interface BatcherOptions<I> {
   weigh?: (item: I) => number;
   /** Names the queue in the RESOURCE_EXHAUSTED message (default "queue"). */
   name?: string;
+  /**
+   * Asked of each item as a batch takes it: a reason (an error) to refuse it rather than run it,
+   * such as a deadline it can no longer meet. A refused item fails with that reason.
+   */
+  shed?: (item: I) => unknown;
+  /** How much work an item is, as `waiting` sums it (default 1: `waiting` counts items). */
+  size?: (item: I) => number;
 }
 export interface BatchObserver {
   /** Called once per batch run with its size and each item's wait in seconds. */
   batch(size: number, waits: number[]): void;
   /** Queue length after each change. */
   depth?(items: number): void;
+}
+
+/** A submit refused because `maxQueue` items wait. */
+export class QueueFull extends StatusError {
+  constructor(name: string, maxQueue: number) {
+    super(status.RESOURCE_EXHAUSTED, `${name} is full (${maxQueue} waiting); retry later`);
+  }
 }
 
 interface Pending<I, O> {
@@ -50,6 +64,18 @@ export class Batcher<I, O> {
   private running = 0;
   private readonly maxInFlight: number;
 
+  private waitingSize = 0;
+
+  /** The sizes of the items waiting for a batch, summed. */
+  get waiting(): number {
+    return this.waitingSize;
+  }
+
+  /** Batches running now. */
+  get inFlight(): number {
+    return this.running;
+  }
+
   constructor(
     private readonly options: BatcherOptions<I>,
     /** `signal` aborts once every item of the batch has been aborted (with the last one's reason): no one waits for its answer. */
@@ -62,10 +88,7 @@ export class Batcher<I, O> {
   /** Queues `item` for a batch; once `signal` aborts, the item fails with its reason. */
   submit(item: I, signal?: AbortSignal): Promise<O> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.queue.length >= this.options.maxQueue)
-      return Promise.reject(
-        new StatusError(status.RESOURCE_EXHAUSTED, `${this.options.name ?? 'queue'} is full (${this.options.maxQueue} waiting); retry later`),
-      );
+    if (this.queue.length >= this.options.maxQueue) return Promise.reject(new QueueFull(this.options.name ?? 'queue', this.options.maxQueue));
     return new Promise<O>((resolve, reject) => {
       const pending: Pending<I, O> = { item, signal, enqueued: process.hrtime.bigint(), resolve, reject };
       if (signal) {
@@ -73,6 +96,7 @@ export class Batcher<I, O> {
           const at = this.queue.indexOf(pending);
           if (at >= 0) {
             this.queue.splice(at, 1);
+            this.waitingSize -= this.sizeOf(item);
             this.observer?.depth?.(this.queue.length);
           }
           reject(signal.reason);
@@ -80,9 +104,14 @@ export class Batcher<I, O> {
         signal.addEventListener('abort', pending.abandon, { once: true });
       }
       this.queue.push(pending);
+      this.waitingSize += this.sizeOf(item);
       this.observer?.depth?.(this.queue.length);
       this.schedule();
     });
+  }
+
+  private sizeOf(item: I): number {
+    return this.options.size?.(item) ?? 1;
   }
 
   private schedule(): void {
@@ -107,16 +136,25 @@ export class Batcher<I, O> {
     this.timer = undefined;
   }
 
-  /** Takes the next batch off the queue, up to `maxBatch` and `maxWeight` (aborted items have left it). */
+  /** Takes the next batch off the queue, up to `maxBatch` and `maxWeight` (aborted items have left it; shed ones fail here). */
   private take(): Pending<I, O>[] {
     const batch: Pending<I, O>[] = [];
     let weight = 0;
     while (batch.length < this.options.maxBatch && this.queue.length > 0) {
       const next = this.queue[0]!;
+      const refused = this.options.shed?.(next.item);
+      if (refused !== undefined) {
+        this.queue.shift();
+        this.waitingSize -= this.sizeOf(next.item);
+        if (next.abandon) next.signal!.removeEventListener('abort', next.abandon);
+        next.reject(refused);
+        continue;
+      }
       const w = this.options.weigh?.(next.item) ?? 0;
       if (batch.length > 0 && this.options.maxWeight !== undefined && weight + w > this.options.maxWeight) break;
       weight += w;
       batch.push(this.queue.shift()!);
+      this.waitingSize -= this.sizeOf(next.item);
     }
     return batch;
   }
