@@ -6,6 +6,7 @@ import { exitSettings, readThresholdsFile } from '../services/cascade/thresholds
 import { type CalibrationTarget, calibrateCommand } from './calibrate.js';
 import { classifyCommand } from './classify.js';
 import { evaluateTable, formatEvaluation } from './evaluate.js';
+import { TRITON_DEFAULTS, exportTritonCommand } from './exportTriton.js';
 import { reportCommand } from './report.js';
 import { loadSplit } from './fashionMnist.js';
 import { buildLogitTable } from './logitTable.js';
@@ -25,6 +26,7 @@ Commands:
   eval                      the cascade's accuracy and average dimension on the test split
   report                    certify at several bounds, evaluate on test, write the table and plot
   watch                     a running cascade's live average dimension, shadow disagreement and certificate
+  export-triton DIR         write a Triton model repository for the bundle's encoder into DIR
   help                      show this text
 
 Options:
@@ -52,6 +54,11 @@ watch:
   --metrics URL             the cascade's metrics (default http://localhost:9464/metrics)
   --interval S              seconds between reports (default 5)
   --once                    one report, then exit
+
+export-triton (DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx; Triton serves it over the Open Inference Protocol):
+  --max-batch N             max_batch_size: largest batch, and most images per request (default ${TRITON_DEFAULTS.maxBatch})
+  --max-queue N             max_queue_size: requests waiting before Triton refuses more (default ${TRITON_DEFAULTS.maxQueue})
+  --max-delay-us N          max_queue_delay_microseconds: longest wait for a batch to fill (default ${TRITON_DEFAULTS.maxDelayUs})
 
 eval:
   --thresholds FILE         thresholds file to evaluate (default: the bundle's)
@@ -85,6 +92,9 @@ async function main(argv: string[]): Promise<number> {
       metrics: { type: 'string', default: 'http://localhost:9464/metrics' },
       interval: { type: 'string', default: '5' },
       once: { type: 'boolean', default: false },
+      'max-batch': { type: 'string', default: String(TRITON_DEFAULTS.maxBatch) },
+      'max-queue': { type: 'string', default: String(TRITON_DEFAULTS.maxQueue) },
+      'max-delay-us': { type: 'string', default: String(TRITON_DEFAULTS.maxDelayUs) },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -159,6 +169,13 @@ async function main(argv: string[]): Promise<number> {
       const intervalS = Number(values.interval);
       if (!(intervalS > 0)) throw new Error('--interval must be a positive number of seconds');
       return watchCommand({ url: values.metrics, intervalS, once: values.once, json: values.json });
+    }
+    case 'export-triton': {
+      if (rest.length !== 1) throw new Error('export-triton takes one folder: mrl export-triton DIR');
+      const [maxBatch, maxQueue, maxDelayUs] = [int('max-batch'), int('max-queue'), int('max-delay-us')];
+      // Triton takes max_queue_size 0 as unbounded.
+      if (maxBatch < 1 || maxQueue < 1) throw new Error('--max-batch and --max-queue must be at least 1');
+      return exportTritonCommand(await loadBundle(values.model), rest[0]!, { maxBatch, maxQueue, maxDelayUs }, values.json);
     }
     default:
       throw new Error(`unknown command ${JSON.stringify(command)}; see mrl --help`);

@@ -18,7 +18,7 @@ import { silentLogger } from '../services/common/logger.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { EncoderSession } from '../services/encoder/session.js';
-import { find, type K8sObject, OVERLAYS, readRules, renderOverlay, ROOT, selects } from './helpers/deploy.js';
+import { find, type K8sObject, MRL_ENCODER_OVERLAYS, readRules, renderOverlay, ROOT, selects } from './helpers/deploy.js';
 
 /** The variables a config function reads from this environment (it is given a recording proxy). */
 function variablesRead(config: (env: Env) => unknown, env: Env): Set<string> {
@@ -52,7 +52,7 @@ const containerPort = (c: IContainer, name: string) => {
 /** A CPU quantity in cores ("2", "250m"). */
 const cores = (q: string | number | undefined) => (typeof q === 'number' ? q : q?.endsWith('m') ? Number(q.slice(0, -1)) / 1000 : Number(q));
 
-describe.each(OVERLAYS)('k8s/overlays/%s agrees with the services', (overlay) => {
+describe.each(MRL_ENCODER_OVERLAYS)('k8s/overlays/%s agrees with the services', (overlay) => {
   let objects: K8sObject[];
   const deployment = (name: ServiceName) => find<IDeployment>(objects, 'Deployment', name);
   const service = (name: ServiceName) => find<IService>(objects, 'Service', name);

@@ -1,15 +1,18 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import type { IPrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
-import type { IConfigMap } from 'kubernetes-models/v1';
+import type { IConfigMap, IService } from 'kubernetes-models/v1';
+import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { describe, expect, it } from 'vitest';
+import { tritonConfig } from '../cli/exportTriton.js';
+import { loadBundle } from '../matryoshka/bundle.js';
 import { encoderConfig } from '../services/encoder/config.js';
-import { DASHBOARD_FILE, find, K8S, type K8sObject, kubectlKustomize, OVERLAYS, parseManifests, readRules, renderOverlay, ROOT } from './helpers/deploy.js';
+import { DASHBOARD_FILE, find, K8S, type K8sObject, kubectlKustomize, type Overlay, OVERLAYS, parseManifests, readRules, renderOverlay, ROOT } from './helpers/deploy.js';
 
 const run = promisify(execFile);
 
@@ -102,13 +105,17 @@ const EXPECTED_OBJECTS = [
   'ServiceMonitor/encoder',
 ];
 
+/** What an overlay adds to the base's objects (a generated ConfigMap named without its hash). */
+const OVERLAY_OBJECTS: Partial<Record<Overlay, string[]>> = { triton: ['ConfigMap/triton-model-config'] };
+const unhashed = (o: K8sObject) => `${o.kind}/${o.metadata.name}`.replace(/^(ConfigMap\/triton-model-config)-[a-z0-9]+$/, '$1');
+
 const container = (d: IDeployment) => d.spec!.template.spec!.containers[0]!;
 const envOf = (d: IDeployment) => Object.fromEntries((container(d).env ?? []).map((e) => [e.name, e.value]));
 
 describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
   it('renders with kustomize into the objects the deploy needs, all in the mrl namespace', async () => {
     const objects = await renderOverlay(overlay);
-    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(EXPECTED_OBJECTS);
+    expect(objects.map(unhashed).sort()).toEqual([...EXPECTED_OBJECTS, ...(OVERLAY_OBJECTS[overlay] ?? [])].sort());
     for (const o of objects) if (o.kind !== 'Namespace') expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe('mrl');
   });
 
@@ -176,6 +183,52 @@ describe('the overlays differ where they should', () => {
 
   it('gpu: the cascade stays on CPU with the CPU image', async () => {
     const cascade = find<IDeployment>(await renderOverlay('gpu'), 'Deployment', 'cascade');
+    expect(JSON.stringify(cascade)).not.toMatch(/nvidia|cuda/);
+    expect(container(cascade).image).toBe(container(find<IDeployment>(await renderOverlay('cpu'), 'Deployment', 'cascade')).image);
+  });
+
+  it("triton: the encoder is Triton on one GPU, serving the bundle from a repository laid out from the cascade's image", async () => {
+    const objects = await renderOverlay('triton');
+    const bundle = await loadBundle();
+    const encoder = find<IDeployment>(objects, 'Deployment', 'encoder');
+    const pod = encoder.spec!.template.spec!;
+    const c = container(encoder);
+    expect(c.image).toMatch(/^nvcr\.io\/nvidia\/tritonserver:\S+$/);
+    expect(c.resources?.limits?.['nvidia.com/gpu']).toBe(1);
+    expect(pod.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(c.env, "none of mrl's encoder settings").toBeUndefined();
+    expect(c.args).toContain('--model-repository=/models');
+    expect(Object.fromEntries(c.ports!.map((p) => [p.name, p.containerPort]))).toEqual({ http: 8000, grpc: 8001, metrics: 8002 });
+    for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) expect(probe?.httpGet?.port).toBe('http');
+    // The HTTP port is for the kubelet's probes: the policies open only the gRPC and metrics ports.
+    const policy = find<INetworkPolicy>(objects, 'NetworkPolicy', 'encoder');
+    expect(policy.spec!.ingress!.flatMap((r) => r.ports!.map((p) => p.port)).sort()).toEqual(['grpc', 'metrics']);
+    // The init container copies the bundle the cascade's image carries (under its WORKDIR, /app)
+    // to <name>/1/model.onnx, beside the config.pbtxt that `mrl export-triton` writes.
+    const [init] = pod.initContainers!;
+    expect(init!.image).toBe(container(find<IDeployment>(objects, 'Deployment', 'cascade')).image);
+    const script = init!.command!.join(' ');
+    const configMount = init!.volumeMounts!.find((m) => m.name === 'model-config')!;
+    expect(script).toContain(`cp /app/${relative(ROOT, bundle.encoderPath)} /models/${bundle.name}/1/model.onnx`);
+    expect(script).toContain(`cp ${configMount.mountPath}/config.pbtxt /models/${bundle.name}/config.pbtxt`);
+    const configMap = find<IConfigMap>(objects, 'ConfigMap', pod.volumes!.find((v) => v.name === configMount.name)!.configMap!.name!);
+    expect(configMap.data?.['config.pbtxt'], 'k8s/overlays/triton/config.pbtxt: write it again with npx mrl export-triton').toBe(tritonConfig(bundle));
+    const modelsVolume = (mounts: { name: string; mountPath: string }[] | undefined) => mounts?.find((m) => m.mountPath === '/models')?.name;
+    expect(modelsVolume(c.volumeMounts)).toBe(modelsVolume(init!.volumeMounts));
+    expect(pod.volumes!.find((v) => v.name === modelsVolume(c.volumeMounts))?.emptyDir).toBeDefined();
+  });
+
+  it("triton: the cascade speaks the Open Inference Protocol to the Triton Service's gRPC port, for the bundle's model", async () => {
+    const objects = await renderOverlay('triton');
+    const cascade = find<IDeployment>(objects, 'Deployment', 'cascade');
+    const service = find<IService>(objects, 'Service', 'encoder');
+    const grpc = service.spec!.ports!.find((p) => p.name === 'grpc')!;
+    expect([grpc.port, grpc.targetPort]).toEqual([8001, 'grpc']);
+    expect(envOf(cascade)).toMatchObject({
+      MRL_ENCODER_PROTOCOL: 'kserve-v2',
+      MRL_ENCODER_TARGET: `dns:///${service.metadata!.name}:${grpc.port}`,
+      MRL_ENCODER_MODEL: (await loadBundle()).name,
+    });
     expect(JSON.stringify(cascade)).not.toMatch(/nvidia|cuda/);
     expect(container(cascade).image).toBe(container(find<IDeployment>(await renderOverlay('cpu'), 'Deployment', 'cascade')).image);
   });

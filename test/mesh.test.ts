@@ -38,7 +38,7 @@ afterAll(() => mesh.stop());
 describe('server reflection', () => {
   it('lists on each port only the service it serves, and describes it', async () => {
     expect(await listedServices(mesh.cascade.port)).toEqual(['mrl.v1.Classifier']);
-    expect(await listedServices(mesh.encoder.port)).toEqual(['mrl.v1.Encoder']);
+    expect(await listedServices(mesh.encoder.port)).toEqual(['inference.GRPCInferenceService', 'mrl.v1.Encoder']);
     const file = await reflect(mesh.encoder.port, { file_containing_symbol: 'mrl.v1.Encoder' });
     expect(file.file_descriptor_response?.file_descriptor_proto.length).toBeGreaterThan(0);
   });

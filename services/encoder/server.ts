@@ -3,11 +3,12 @@ import { startGrpcServer } from '../common/grpcServer.js';
 import { parseTolerantService } from '../common/unary.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
-import { loadMrlProtos } from '../common/protos.js';
+import { loadInferenceProtos, loadMrlProtos } from '../common/protos.js';
 import { serverCredentials } from '../common/tls.js';
 import { Batcher } from '../common/batcher.js';
 import type { EncoderConfig } from './config.js';
 import { createEncoderMetrics } from './metrics.js';
+import { createInferenceService } from './inferenceService.js';
 import { createEncoderService } from './service.js';
 import { EncoderSession } from './session.js';
 
@@ -27,7 +28,10 @@ export interface EncoderHooks {
   beforeBatch?: () => Promise<void>;
 }
 
-/** Loads the bundle and the ONNX session, then serves mrl.v1.Encoder, health, reflection and /metrics. */
+/**
+ * Loads the bundle and the ONNX session, then serves mrl.v1.Encoder and inference.GRPCInferenceService
+ * (the Open Inference Protocol) on one port, health, reflection and /metrics.
+ */
 export async function startEncoder(config: EncoderConfig, logger: Logger, hooks: EncoderHooks = {}): Promise<RunningEncoder> {
   const bundle = await loadBundle(config.modelDir);
   const metrics = createEncoderMetrics();
@@ -53,16 +57,24 @@ export async function startEncoder(config: EncoderConfig, logger: Logger, hooks:
       depth: (n) => metrics.queueDepth.set(n),
     },
   );
-  const { definition, proto } = loadMrlProtos();
+  const mrl = loadMrlProtos();
+  const inference = loadInferenceProtos();
+  // What health reports, kept here for the inference protocol's own health calls.
+  let serving = false;
   const grpcServer = await startGrpcServer({
-    serviceNames: ['mrl.v1.Encoder'],
-    packageDefinition: definition,
-    register: (server) =>
+    serviceNames: ['mrl.v1.Encoder', 'inference.GRPCInferenceService'],
+    packageDefinition: { ...mrl.definition, ...inference.definition },
+    register: (server) => {
+      // A call of more images than the queue holds could never be admitted whole.
       server.addService(
-        parseTolerantService(proto.mrl.v1.Encoder.service),
-        // An EncodeBatch call larger than the queue could never be admitted whole.
+        parseTolerantService(mrl.proto.mrl.v1.Encoder.service),
         createEncoderService({ bundle, batcher, metrics, logger, maxImagePixels: config.maxImagePixels, maxBatchInputs: config.maxQueue }),
-      ),
+      );
+      server.addService(
+        parseTolerantService(inference.proto.inference.GRPCInferenceService.service),
+        createInferenceService({ bundle, batcher, metrics, logger, maxBatchInputs: config.maxQueue, serving: () => serving }),
+      );
+    },
     host: config.host,
     port: config.port,
     credentials: serverCredentials(config.tls),
@@ -76,9 +88,13 @@ export async function startEncoder(config: EncoderConfig, logger: Logger, hooks:
     },
     logger,
   });
-  grpcServer.setServing(true);
+  const setServing = (value: boolean) => {
+    serving = value;
+    grpcServer.setServing(value);
+  };
+  setServing(true);
   // Without its model the encoder can only fail: health says so, and orchestrators replace it.
-  session.onDeath(() => grpcServer.setServing(false));
+  session.onDeath(() => setServing(false));
   logger.info('encoder serving', {
     grpc_port: grpcServer.port,
     metrics_port: metricsServer.port,
@@ -92,6 +108,7 @@ export async function startEncoder(config: EncoderConfig, logger: Logger, hooks:
     healthPort: grpcServer.healthPort,
     metrics,
     shutdown: async () => {
+      serving = false;
       await grpcServer.shutdown(config.shutdownGraceMs);
       await metricsServer.close();
       await session.dispose();

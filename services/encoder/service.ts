@@ -37,6 +37,17 @@ export async function requestInput(req: EncodeRequest__Output | EncodeInput__Out
   }
 }
 
+/**
+ * One input's full embedding, through the shared batch queue (and its limits); refused if not
+ * finite (see embeddingError). Every protocol the encoder serves encodes through here.
+ */
+export async function embedInput(deps: Pick<EncoderServiceDeps, 'bundle' | 'batcher'>, input: Float32Array, signal: AbortSignal): Promise<Float32Array> {
+  const embedding = await deps.batcher.submit(input, signal);
+  const error = embeddingError(input, embedding, deps.bundle.input);
+  if (error) throw error;
+  return embedding;
+}
+
 /** The mrl.v1.Encoder implementation. */
 export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers {
   const { bundle, metrics } = deps;
@@ -47,13 +58,6 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     return dimension;
   };
   const mapError = baseErrorMapper(deps.logger);
-  /** One input's full embedding, through the shared batch queue; refused if not finite (see embeddingError). */
-  const embed = async (input: Float32Array, signal: AbortSignal): Promise<Float32Array> => {
-    const embedding = await deps.batcher.submit(input, signal);
-    const error = embeddingError(input, embedding, bundle.input);
-    if (error) throw error;
-    return embedding;
-  };
 
   /**
    * Every input (or packed image) joins the shared batch queue on its own; one bad input fails
@@ -68,12 +72,12 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     let settled: PromiseSettledResult<Float32Array>[];
     if (req.images) {
       const images = packedImages(req.images, bundle.input, deps.maxBatchInputs);
-      settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : embed(x, signal))));
+      settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : embedInput(deps, x, signal))));
     } else {
       if (req.inputs.length === 0) throw invalidArgument('inputs is empty');
       if (req.inputs.length > deps.maxBatchInputs)
         throw invalidArgument(`${req.inputs.length} inputs is more than the ${deps.maxBatchInputs} one EncodeBatch call may carry`);
-      settled = await Promise.allSettled(req.inputs.map(async (input) => embed(await requestInput(input, deps), signal)));
+      settled = await Promise.allSettled(req.inputs.map(async (input) => embedInput(deps, await requestInput(input, deps), signal)));
     }
     const n = settled.length;
     const rows = new Float32Array(n * dimension);
@@ -90,7 +94,7 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
 
   const encode = async (req: EncodeRequest__Output, signal: AbortSignal): Promise<EncodeResponse> => {
     const dimension = dimensionOf(req.dimension);
-    const embedding = await embed(await requestInput(req, deps), signal);
+    const embedding = await embedInput(deps, await requestInput(req, deps), signal);
     return {
       embedding: Array.from(prefix(embedding, dimension, req.normalize)),
       full_dimension: bundle.embeddingDim,

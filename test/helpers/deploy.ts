@@ -10,8 +10,10 @@ const run = promisify(execFile);
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const K8S = join(ROOT, 'k8s');
-export const OVERLAYS = ['cpu', 'gpu'] as const;
+export const OVERLAYS = ['cpu', 'gpu', 'triton'] as const;
 export type Overlay = (typeof OVERLAYS)[number];
+/** The overlays whose encoder is this project's own (in `triton`, NVIDIA Triton serves the model). */
+export const MRL_ENCODER_OVERLAYS = ['cpu', 'gpu'] as const satisfies readonly Overlay[];
 
 /** A rendered Kubernetes object; tests narrow it to kubernetes-models' interfaces by kind. */
 export interface K8sObject {

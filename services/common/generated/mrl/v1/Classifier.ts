@@ -2,10 +2,10 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
-import type { ClassifyBatchRequest as _mrl_v1_ClassifyBatchRequest, ClassifyBatchRequest__Output as _mrl_v1_ClassifyBatchRequest__Output } from './ClassifyBatchRequest';
-import type { ClassifyBatchResponse as _mrl_v1_ClassifyBatchResponse, ClassifyBatchResponse__Output as _mrl_v1_ClassifyBatchResponse__Output } from './ClassifyBatchResponse';
-import type { ClassifyRequest as _mrl_v1_ClassifyRequest, ClassifyRequest__Output as _mrl_v1_ClassifyRequest__Output } from './ClassifyRequest';
-import type { ClassifyResponse as _mrl_v1_ClassifyResponse, ClassifyResponse__Output as _mrl_v1_ClassifyResponse__Output } from './ClassifyResponse';
+import type { ClassifyBatchRequest as _mrl_v1_ClassifyBatchRequest, ClassifyBatchRequest__Output as _mrl_v1_ClassifyBatchRequest__Output } from '../../mrl/v1/ClassifyBatchRequest';
+import type { ClassifyBatchResponse as _mrl_v1_ClassifyBatchResponse, ClassifyBatchResponse__Output as _mrl_v1_ClassifyBatchResponse__Output } from '../../mrl/v1/ClassifyBatchResponse';
+import type { ClassifyRequest as _mrl_v1_ClassifyRequest, ClassifyRequest__Output as _mrl_v1_ClassifyRequest__Output } from '../../mrl/v1/ClassifyRequest';
+import type { ClassifyResponse as _mrl_v1_ClassifyResponse, ClassifyResponse__Output as _mrl_v1_ClassifyResponse__Output } from '../../mrl/v1/ClassifyResponse';
 
 /**
  * Adaptive classification over Matryoshka embeddings: the smallest confident prefix answers.

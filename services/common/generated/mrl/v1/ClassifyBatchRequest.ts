@@ -1,8 +1,8 @@
 // Original file: protos/mrl/v1/classifier.proto
 
-import type { ClassifyRequest as _mrl_v1_ClassifyRequest, ClassifyRequest__Output as _mrl_v1_ClassifyRequest__Output } from './ClassifyRequest';
-import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from './Tensor';
-import type { Policy as _mrl_v1_Policy, Policy__Output as _mrl_v1_Policy__Output } from './Policy';
+import type { ClassifyRequest as _mrl_v1_ClassifyRequest, ClassifyRequest__Output as _mrl_v1_ClassifyRequest__Output } from '../../mrl/v1/ClassifyRequest';
+import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from '../../mrl/v1/Tensor';
+import type { Policy as _mrl_v1_Policy, Policy__Output as _mrl_v1_Policy__Output } from '../../mrl/v1/Policy';
 
 /**
  * Set exactly one of `requests` or `images`.

@@ -1,6 +1,6 @@
 // Original file: protos/mrl/v1/classifier.proto
 
-import type { ClassifyBatchResult as _mrl_v1_ClassifyBatchResult, ClassifyBatchResult__Output as _mrl_v1_ClassifyBatchResult__Output } from './ClassifyBatchResult';
+import type { ClassifyBatchResult as _mrl_v1_ClassifyBatchResult, ClassifyBatchResult__Output as _mrl_v1_ClassifyBatchResult__Output } from '../../mrl/v1/ClassifyBatchResult';
 
 export interface ClassifyBatchResponse {
   /**

@@ -1,8 +1,8 @@
 // Original file: protos/mrl/v1/classifier.proto
 
-import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from './Tensor';
-import type { Embedding as _mrl_v1_Embedding, Embedding__Output as _mrl_v1_Embedding__Output } from './Embedding';
-import type { Policy as _mrl_v1_Policy, Policy__Output as _mrl_v1_Policy__Output } from './Policy';
+import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from '../../mrl/v1/Tensor';
+import type { Embedding as _mrl_v1_Embedding, Embedding__Output as _mrl_v1_Embedding__Output } from '../../mrl/v1/Embedding';
+import type { Policy as _mrl_v1_Policy, Policy__Output as _mrl_v1_Policy__Output } from '../../mrl/v1/Policy';
 
 export interface ClassifyRequest {
   /**

@@ -1,7 +1,7 @@
 // Original file: protos/mrl/v1/classifier.proto
 
-import type { Prediction as _mrl_v1_Prediction, Prediction__Output as _mrl_v1_Prediction__Output } from './Prediction';
-import type { Stage as _mrl_v1_Stage, Stage__Output as _mrl_v1_Stage__Output } from './Stage';
+import type { Prediction as _mrl_v1_Prediction, Prediction__Output as _mrl_v1_Prediction__Output } from '../../mrl/v1/Prediction';
+import type { Stage as _mrl_v1_Stage, Stage__Output as _mrl_v1_Stage__Output } from '../../mrl/v1/Stage';
 
 export interface ClassifyResponse {
   'label'?: (string);

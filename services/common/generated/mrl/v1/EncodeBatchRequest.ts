@@ -1,7 +1,7 @@
 // Original file: protos/mrl/v1/encoder.proto
 
-import type { EncodeInput as _mrl_v1_EncodeInput, EncodeInput__Output as _mrl_v1_EncodeInput__Output } from './EncodeInput';
-import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from './Tensor';
+import type { EncodeInput as _mrl_v1_EncodeInput, EncodeInput__Output as _mrl_v1_EncodeInput__Output } from '../../mrl/v1/EncodeInput';
+import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from '../../mrl/v1/Tensor';
 
 /**
  * Set exactly one of `inputs` or `images`.

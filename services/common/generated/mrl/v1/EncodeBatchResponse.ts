@@ -1,6 +1,6 @@
 // Original file: protos/mrl/v1/encoder.proto
 
-import type { InputError as _mrl_v1_InputError, InputError__Output as _mrl_v1_InputError__Output } from './InputError';
+import type { InputError as _mrl_v1_InputError, InputError__Output as _mrl_v1_InputError__Output } from '../../mrl/v1/InputError';
 
 export interface EncodeBatchResponse {
   /**

@@ -1,6 +1,6 @@
 // Original file: protos/mrl/v1/encoder.proto
 
-import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from './Tensor';
+import type { Tensor as _mrl_v1_Tensor, Tensor__Output as _mrl_v1_Tensor__Output } from '../../mrl/v1/Tensor';
 
 export interface EncodeRequest {
   /**

@@ -2,10 +2,10 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
-import type { EncodeBatchRequest as _mrl_v1_EncodeBatchRequest, EncodeBatchRequest__Output as _mrl_v1_EncodeBatchRequest__Output } from './EncodeBatchRequest';
-import type { EncodeBatchResponse as _mrl_v1_EncodeBatchResponse, EncodeBatchResponse__Output as _mrl_v1_EncodeBatchResponse__Output } from './EncodeBatchResponse';
-import type { EncodeRequest as _mrl_v1_EncodeRequest, EncodeRequest__Output as _mrl_v1_EncodeRequest__Output } from './EncodeRequest';
-import type { EncodeResponse as _mrl_v1_EncodeResponse, EncodeResponse__Output as _mrl_v1_EncodeResponse__Output } from './EncodeResponse';
+import type { EncodeBatchRequest as _mrl_v1_EncodeBatchRequest, EncodeBatchRequest__Output as _mrl_v1_EncodeBatchRequest__Output } from '../../mrl/v1/EncodeBatchRequest';
+import type { EncodeBatchResponse as _mrl_v1_EncodeBatchResponse, EncodeBatchResponse__Output as _mrl_v1_EncodeBatchResponse__Output } from '../../mrl/v1/EncodeBatchResponse';
+import type { EncodeRequest as _mrl_v1_EncodeRequest, EncodeRequest__Output as _mrl_v1_EncodeRequest__Output } from '../../mrl/v1/EncodeRequest';
+import type { EncodeResponse as _mrl_v1_EncodeResponse, EncodeResponse__Output as _mrl_v1_EncodeResponse__Output } from '../../mrl/v1/EncodeResponse';
 
 /**
  * Runs the model bundle's encoder and returns Matryoshka embeddings.
