@@ -1,19 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
-import type { InputSpec } from '../../matryoshka/bundle.js';
 import { Batcher, QueueFull } from '../common/batcher.js';
 import type { EncodeBatchRequest } from '../common/generated/mrl/v1/EncodeBatchRequest.js';
 import type { EncodeBatchResponse__Output } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import type { EncoderClient } from '../common/generated/mrl/v1/Encoder.js';
-import type { Tensor, Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
+import type { Tensor } from '../common/generated/mrl/v1/Tensor.js';
 import type { Logger } from '../common/logger.js';
 import { loadMrlProtos } from '../common/protos.js';
-import { StatusError, invalidArgument } from '../common/statusError.js';
-import { packedRange } from '../common/tensorChecks.js';
+import { StatusError } from '../common/statusError.js';
 import { EncoderPace } from './admission.js';
 import { EncoderFailure, encoderFailure, notTheEncoders, timedOut, unavailable } from './encoderOutcome.js';
-import { BREAKER_STATE, type CascadeMetrics } from './metrics.js';
+import { BREAKER_STATE, type GatewayMetrics } from './metrics.js';
 
 export interface BreakerOptions {
   /** Failure percentage over the rolling window that opens the breaker. */
@@ -60,10 +58,21 @@ export interface EncoderGatewayOptions {
   expect: { model: string; embeddingDim: number };
 }
 
-/** Per input of a call, its embedding row or its own error. */
-type Rows = (Float32Array | StatusError)[];
+/** opossum's refusals (of those its settings can raise: no timeout, no capacity) as callers get them. */
+const BREAKER_REFUSALS: Record<string, string> = {
+  EOPENBREAKER: 'encoder circuit breaker is open after repeated encoder failures; retry later',
+  ESHUTDOWN: 'the cascade is shutting down',
+};
 
-interface Job {
+function breakerRefusal(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code in BREAKER_REFUSALS ? new StatusError(grpc.status.UNAVAILABLE, BREAKER_REFUSALS[code]!) : err;
+}
+
+/** Per input of a call, its embedding row or its own error. */
+export type Rows = (Float32Array | StatusError)[];
+
+export interface Job {
   /** One input; or `images`, a run of packed images that takes a call of its own. */
   input?: EncodeInput;
   images?: Tensor;
@@ -76,13 +85,13 @@ interface Job {
 }
 
 /** Room for an input's framing in the EncodeBatch message besides its payload. */
-const INPUT_OVERHEAD_BYTES = 32;
+export const INPUT_OVERHEAD_BYTES = 32;
 
 /**
  * A job's size in the EncodeBatch message, at most (a shape entry is a varint of up to 5 bytes).
  * Packed images weigh more than any budget: they never share a call with other jobs.
  */
-function jobBytes({ input, images }: Pick<Job, 'input' | 'images'>): number {
+export function jobBytes({ input, images }: Pick<Job, 'input' | 'images'>): number {
   if (images) return Infinity;
   const t = input!.tensor;
   const payload = input!.image ? input!.image.length : (t?.raw?.length ?? 0) + 4 * (t?.values?.length ?? 0) + 5 * (t?.shape?.length ?? 0);
@@ -132,7 +141,7 @@ export class EncoderGateway {
 
   constructor(
     private readonly options: EncoderGatewayOptions,
-    metrics: CascadeMetrics,
+    metrics: GatewayMetrics,
     logger: Logger,
   ) {
     const { proto } = loadMrlProtos();
@@ -168,8 +177,12 @@ export class EncoderGateway {
           return rows;
         },
         (err: unknown) => {
-          metrics.encoderCalls.inc({ outcome: err instanceof EncoderFailure ? err.party : 'breaker_open' });
-          throw err;
+          if (err instanceof EncoderFailure) {
+            metrics.encoderCalls.inc({ outcome: err.party });
+            throw err;
+          }
+          metrics.encoderCalls.inc({ outcome: 'breaker_open' });
+          throw breakerRefusal(err);
         },
       );
     // One pace for both queues: it is the encoder's.
@@ -229,8 +242,6 @@ const overloaded = (message: string) => new StatusError(grpc.status.RESOURCE_EXH
 export class EncoderQueue {
   readonly #batcher: Batcher<Job, Rows>;
   readonly #pace: EncoderPace;
-  readonly #maxBatch: number;
-  readonly #maxBatchBytes: number;
   readonly #refused: (reason: 'queue_full' | 'expected_wait' | 'shed') => void;
 
   /** `queue` labels its metrics; `name` names it in refusals. */
@@ -238,14 +249,12 @@ export class EncoderQueue {
     call: (request: EncodeBatchRequest, count: number, deadline: number, abandoned: AbortSignal) => Promise<Rows>,
     pace: EncoderPace,
     options: EncoderGatewayOptions,
-    metrics: CascadeMetrics,
+    metrics: GatewayMetrics,
     queue: 'interactive' | 'bulk',
     private readonly name: string,
   ) {
     const { maxBatch, maxDelayMs, maxInFlight, maxQueue, maxBatchBytes } = options.queues;
     const embeddingDim = options.expect.embeddingDim;
-    this.#maxBatch = maxBatch;
-    this.#maxBatchBytes = maxBatchBytes;
     this.#pace = pace;
     this.#refused = (reason) => metrics.encoderRefusals.inc({ queue, reason });
     const shed = (job: Job) => {
@@ -279,7 +288,7 @@ export class EncoderQueue {
   }
 
   /** Admits and queues a job: its rows, or the error that failed it (refused, its caller gone, or its call failed). */
-  async #submit(job: Job, signal: AbortSignal): Promise<Rows> {
+  async submit(job: Job, signal: AbortSignal): Promise<Rows> {
     const left = job.deadline - Date.now();
     const wait = this.#pace.expectedMs(this.#batcher.waiting);
     if (wait > left) {
@@ -292,42 +301,5 @@ export class EncoderQueue {
       if (err instanceof QueueFull) this.#refused('queue_full');
       throw err;
     }
-  }
-
-  /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
-  async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
-    const job: Job = { input, count: 1, dimension, deadline: deadline.getTime() };
-    // An input that fits the cascade's own message limit may not fit once wrapped in an EncodeBatch
-    // call, and the encoder would refuse the call with a size the client never sent.
-    const bytes = jobBytes(job);
-    if (bytes > this.#maxBatchBytes)
-      throw invalidArgument(
-        `${input.image ? 'image' : 'tensor'} of ${bytes - INPUT_OVERHEAD_BYTES} bytes is too large to send on to the encoder: ` +
-          `an EncodeBatch call carries at most ${this.#maxBatchBytes - INPUT_OVERHEAD_BYTES} bytes of input (MRL_MAX_MESSAGE_BYTES less framing)`,
-      );
-    const [row] = await this.#submit(job, signal);
-    if (row instanceof StatusError) throw row;
-    return row!.subarray(0, dimension);
-  }
-
-  /**
-   * `count` packed images (a tensor `packedImages` accepted) as `dimension`-long rows, in runs of
-   * at most the call size; a run that fails fails each of its images.
-   */
-  async encodePacked(
-    images: Tensor__Output,
-    spec: InputSpec,
-    count: number,
-    dimension: number,
-    deadline: Date,
-    signal: AbortSignal,
-  ): Promise<(Float32Array | Error)[]> {
-    const runs: Promise<(Float32Array | Error)[]>[] = [];
-    for (let from = 0; from < count; from += this.#maxBatch) {
-      const to = Math.min(count, from + this.#maxBatch);
-      const run: Job = { images: packedRange(images, spec, from, to), count: to - from, dimension, deadline: deadline.getTime() };
-      runs.push(this.#submit(run, signal).catch((err: Error) => new Array<Error>(run.count).fill(err)));
-    }
-    return (await Promise.all(runs)).flat();
   }
 }

@@ -46,7 +46,7 @@ export function encoderFailure(err: { code: status; details: string }, call?: { 
  * Past a call's deadline by more than this (ms, or this share of the call's time if more), the
  * cascade was too busy to have read an answer that came in time: a timeout says nothing then.
  */
-const LATE = { ms: 10, share: 0.05 };
+const LATE = { ms: 50, share: 0.25 };
 
 /** A call sent at `sentAt` with the given deadline timed out, noticed at `now` (all ms since the epoch). */
 export function timedOut(sentAt: number, deadline: number, now = Date.now()): EncoderFailure {

@@ -25,6 +25,30 @@ export function createCascadeMetrics(nesting: readonly number[]) {
     exits: new Counter({ name: 'mrl_cascade_exits_total', help: 'Successful Classify calls by the stage (dimension) that answered', labelNames: ['dimension'], registers }),
     escalations: new Counter({ name: 'mrl_cascade_escalations_total', help: 'Stages that were not confident and escalated, by their dimension', labelNames: ['dimension'], registers }),
     inputs: new Counter({ name: 'mrl_cascade_inputs_total', help: 'Classify calls by input kind (image, tensor, embedding)', labelNames: ['input'], registers }),
+    threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),
+    shadow: new Counter({
+      name: 'mrl_cascade_shadow_total',
+      help: 'Shadow-sampled cascade answers (MRL_SHADOW_RATE) by the stage that answered and whether the full size agreed',
+      labelNames: ['dimension', 'agreed'],
+      registers,
+    }),
+    certificateEpsilon: new Gauge({ name: 'mrl_cascade_certificate_epsilon', help: 'Risk bound the served thresholds are certified at (absent: uncertified)', labelNames: ['risk'], registers }),
+    certificateDelta: new Gauge({ name: 'mrl_cascade_certificate_delta', help: 'Chance the served certificate may fail (absent: uncertified)', labelNames: ['risk'], registers }),
+    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Threshold changes by result: ok (file reloaded), error (file unreadable or invalid), wrong_model (file calibrated for another model), recertified (on shadow samples), not_certified (re-certification found none)', labelNames: ['result'], registers }),
+  };
+}
+
+export type CascadeMetrics = ReturnType<typeof createCascadeMetrics>;
+
+/**
+ * The encoder gateway's metrics, on a registry of their own: the gateway runs on a thread of its
+ * own, and the cascade's /metrics appends them (see encoderThread.ts).
+ */
+export function createGatewayMetrics() {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
     encoderBatchSize: new Histogram({
       name: 'mrl_cascade_encoder_batch_size',
       help: 'Inputs (or packed images) per EncodeBatch call to the encoder (concurrent Classify calls and ClassifyBatch items share calls)',
@@ -51,17 +75,7 @@ export function createCascadeMetrics(nesting: readonly number[]) {
       labelNames: ['queue', 'reason'],
       registers,
     }),
-    threshold: new Gauge({ name: 'mrl_cascade_threshold', help: 'Current threshold per stage', labelNames: ['dimension'], registers }),
-    shadow: new Counter({
-      name: 'mrl_cascade_shadow_total',
-      help: 'Shadow-sampled cascade answers (MRL_SHADOW_RATE) by the stage that answered and whether the full size agreed',
-      labelNames: ['dimension', 'agreed'],
-      registers,
-    }),
-    certificateEpsilon: new Gauge({ name: 'mrl_cascade_certificate_epsilon', help: 'Risk bound the served thresholds are certified at (absent: uncertified)', labelNames: ['risk'], registers }),
-    certificateDelta: new Gauge({ name: 'mrl_cascade_certificate_delta', help: 'Chance the served certificate may fail (absent: uncertified)', labelNames: ['risk'], registers }),
-    thresholdReloads: new Counter({ name: 'mrl_cascade_threshold_reloads_total', help: 'Threshold changes by result: ok (file reloaded), error (file unreadable or invalid), wrong_model (file calibrated for another model), recertified (on shadow samples), not_certified (re-certification found none)', labelNames: ['result'], registers }),
   };
 }
 
-export type CascadeMetrics = ReturnType<typeof createCascadeMetrics>;
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

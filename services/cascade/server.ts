@@ -5,10 +5,10 @@ import { parseTolerantService } from '../common/unary.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
-import { channelCredentials, serverCredentials } from '../common/tls.js';
+import { serverCredentials } from '../common/tls.js';
 import { Cascade } from '../../matryoshka/cascade.js';
 import type { CascadeConfig } from './config.js';
-import { EncoderGateway } from './encoderGateway.js';
+import { EncoderThread } from './encoderThread.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
 import { createClassifierService } from './service.js';
 import { minimumSamples, startRecertification } from './recertification.js';
@@ -74,21 +74,18 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
         `with delta ${terms.delta}: it needs at least ${minimumSamples(terms)}`,
     );
   showSettings(thresholds.current);
-  const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort);
-  const encoderChannel = channelCredentials(config.encoderTls);
-  const encoder = new EncoderGateway(
+  const encoder = await EncoderThread.start(
     {
       target: config.encoderTarget,
-      credentials: encoderChannel.credentials,
-      channelOptions: encoderChannel.options,
       maxMessageBytes: config.maxMessageBytes,
       breaker: config.breaker,
       queues: config.queues,
       expect: { model: bundle.id, embeddingDim: bundle.embeddingDim },
     },
-    metrics,
+    config.encoderTls,
     logger,
   );
+  const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort, () => encoder.metricsText());
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
   const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
   const recertification = config.shadow.recalibrate
@@ -141,7 +138,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       await grpcServer.shutdown(config.shutdownGraceMs);
       await recertification?.stop();
       thresholds.close();
-      encoder.close();
+      await encoder.close();
       await metricsServer.close();
     },
   };

@@ -10,10 +10,9 @@ import type { Logger } from '../common/logger.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
-import { codeName, unary } from '../common/unary.js';
+import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import { Cascade, type Policy } from '../../matryoshka/cascade.js';
-import type { EncoderGateway, EncoderQueue } from './encoderGateway.js';
-import { cascadeErrorMapper } from './errorStatus.js';
+import type { EncoderLane, EncoderThread } from './encoderThread.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';
 import type { ThresholdStore } from './thresholds.js';
@@ -28,7 +27,7 @@ export interface ClassifierServiceDeps {
    * The way to the encoder for unary Classify calls, and a second one, with a queue of its own,
    * for ClassifyBatch items: a bulk job can fill only its own queue, never the interactive one.
    */
-  encoder: Pick<EncoderGateway, 'interactive' | 'bulk'>;
+  encoder: Pick<EncoderThread, 'interactive' | 'bulk'>;
   metrics: CascadeMetrics;
   logger: Logger;
   /** Deadline given to encoder calls when the caller set none, ms. */
@@ -84,7 +83,7 @@ interface Checked {
 /** The mrl.v1.Classifier implementation. */
 export function createClassifierService(deps: ClassifierServiceDeps): ClassifierHandlers {
   const { bundle, cascade, metrics } = deps;
-  const mapError = cascadeErrorMapper(deps.logger);
+  const mapError = baseErrorMapper(deps.logger);
 
   const checkOptions = (o: Options): Checked => {
     const policy = policyOf(o);
@@ -138,7 +137,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
    * the request can use: less to send, less to copy).
    */
   const embed = (
-    encoder: EncoderQueue,
+    encoder: EncoderLane,
     req: ClassifyRequest__Output,
     c: Checked,
     deadline: Date,
@@ -173,7 +172,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   /**
    * The bulk path: every request is validated and answered on its own (its response or the
    * error it would have got alone); their encoder inputs share EncodeBatch calls. Packed images
-   * go to the encoder packed, in runs (see EncoderQueue.encodePacked).
+   * go to the encoder packed, in runs (see EncoderLane.encodePacked).
    */
   const classifyBatch = async (
     req: ClassifyBatchRequest__Output,

@@ -7,15 +7,18 @@ export interface RunningMetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves `registry` at `GET /metrics` on its own HTTP port (0 picks a free one). */
-export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<RunningMetricsServer> {
+/**
+ * Serves `registry` at `GET /metrics` on its own HTTP port (0 picks a free one), followed by what
+ * `more` gives (metrics kept on another thread).
+ */
+export async function startMetricsServer(registry: Registry, host: string, port: number, more?: () => Promise<string>): Promise<RunningMetricsServer> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
       return;
     }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+    Promise.all([registry.metrics(), more?.() ?? '']).then(
+      ([text, extra]) => res.writeHead(200, { 'content-type': registry.contentType }).end(text + extra),
       (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
     );
   });

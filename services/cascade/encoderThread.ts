@@ -1,0 +1,199 @@
+import { setMaxListeners } from 'node:events';
+import type { Worker } from 'node:worker_threads';
+import type { InputSpec } from '../../matryoshka/bundle.js';
+import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
+import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
+import type { Logger } from '../common/logger.js';
+import { startModuleWorker } from '../common/runtime.js';
+import { StatusError, invalidArgument } from '../common/statusError.js';
+import { packedRange } from '../common/tensorChecks.js';
+import type { ClientTls } from '../common/tls.js';
+import { type EncoderGatewayOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes } from './encoderGateway.js';
+import type { EncoderWorkerData, FromWorker, Lane, ToWorker, WireJob } from './encoderWorker.js';
+
+type Row = Float32Array | StatusError;
+
+/**
+ * The job with its bytes in buffers of their own: a Buffer gRPC parsed may view a larger one, and
+ * posting a view copies all of what it views.
+ */
+function own(job: Job): Job {
+  const bytes = (b: Uint8Array | undefined) => b && new Uint8Array(b);
+  const { input, images } = job;
+  if (images) return { ...job, images: { ...images, raw: bytes(images.raw as Uint8Array | undefined) } };
+  if (input?.image) return { ...job, input: { image: bytes(input.image as Uint8Array) } };
+  if (input?.tensor?.raw) return { ...job, input: { tensor: { ...input.tensor, raw: bytes(input.tensor.raw as Uint8Array) } } };
+  return job;
+}
+
+interface Waiting {
+  resolve: (rows: Row[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The main thread's side of the encoder gateway (encoderWorker.ts): it numbers jobs, sends those
+ * of one event-loop turn in one message, and settles each from the results, or at once with its
+ * caller's reason when the caller goes (the gateway is told to drop it).
+ */
+export class EncoderThread {
+  readonly interactive: EncoderLane;
+  readonly bulk: EncoderLane;
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, Waiting>();
+  readonly #metrics = new Map<number, (text: string) => void>();
+  #nextId = 0;
+  #jobs: WireJob[] = [];
+  #cancels: number[] = [];
+  #closed: Promise<void> | undefined;
+
+  private constructor(worker: Worker, options: EncoderGatewayOptions['queues'], logger: Logger) {
+    this.#worker = worker;
+    worker.on('message', (message: FromWorker) => {
+      switch (message.kind) {
+        case 'results':
+          for (const r of message.results) {
+            const waiting = this.#waiting.get(r.id);
+            if (!waiting) continue;
+            this.#waiting.delete(r.id);
+            if (r.error) {
+              waiting.reject(new StatusError(r.error.code, r.error.message));
+              continue;
+            }
+            const rows: Row[] = Array.from({ length: r.count }, (_, i) => message.data.subarray(r.offset + i * r.dimension, r.offset + (i + 1) * r.dimension));
+            for (const f of r.failed ?? []) rows[f.index] = new StatusError(f.code, f.message);
+            waiting.resolve(rows);
+          }
+          break;
+        case 'metrics':
+          this.#metrics.get(message.id)?.(message.text);
+          this.#metrics.delete(message.id);
+          break;
+        case 'log':
+          logger[message.level](message.msg, message.fields);
+          break;
+      }
+    });
+    // The thread stopping on its own is a bug: fail what waits, and stop the process so that its
+    // supervisor (mrl start, Kubernetes) starts a sound one.
+    worker.once('exit', (code) => {
+      if (this.#closed) return;
+      logger.error("the cascade's encoder thread stopped", { exit_code: code });
+      for (const w of this.#waiting.values()) w.reject(new StatusError(14, "encoder unavailable: the cascade's encoder thread stopped"));
+      process.exit(1);
+    });
+    const submit = (lane: Lane) => (job: Job, signal: AbortSignal) => this.#submit(lane, job, signal);
+    this.interactive = new EncoderLane(submit('interactive'), options);
+    this.bulk = new EncoderLane(submit('bulk'), options);
+  }
+
+  /** Starts the gateway's thread; resolves once it can take jobs. */
+  static async start(options: Omit<EncoderGatewayOptions, 'credentials' | 'channelOptions'>, tls: ClientTls | undefined, logger: Logger): Promise<EncoderThread> {
+    const workerData: EncoderWorkerData = { options, tls };
+    const worker = startModuleWorker('./encoderWorker', import.meta.url, { workerData });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: FromWorker) => m.kind === 'ready' && (worker.off('error', reject), worker.off('message', onMessage), resolve());
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    return new EncoderThread(worker, options.queues, logger);
+  }
+
+  #post(message: ToWorker): void {
+    this.#worker.postMessage(message);
+  }
+
+  /** Sends this turn's jobs and cancels together, once the turn is over. */
+  #schedule(): void {
+    if (this.#jobs.length + this.#cancels.length !== 1) return;
+    setImmediate(() => {
+      this.#post({ kind: 'jobs', jobs: this.#jobs, cancels: this.#cancels });
+      this.#jobs = [];
+      this.#cancels = [];
+    });
+  }
+
+  #submit(lane: Lane, job: Job, signal: AbortSignal): Promise<Row[]> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const id = this.#nextId++;
+    return new Promise<Row[]>((resolve, reject) => {
+      const gone = () => {
+        if (!this.#waiting.delete(id)) return;
+        this.#cancels.push(id);
+        this.#schedule();
+        reject(signal.reason);
+      };
+      this.#waiting.set(id, {
+        resolve: (rows) => (signal.removeEventListener('abort', gone), resolve(rows)),
+        reject: (err) => (signal.removeEventListener('abort', gone), reject(err)),
+      });
+      setMaxListeners(0, signal);
+      signal.addEventListener('abort', gone, { once: true });
+      this.#jobs.push({ ...own(job), id, lane });
+      this.#schedule();
+    });
+  }
+
+  /** The gateway's metrics, as Prometheus text, for the cascade's /metrics. */
+  metricsText(): Promise<string> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#metrics.set(id, resolve);
+      this.#post({ kind: 'metrics', id });
+    });
+  }
+
+  /** Closes the encoder channel and stops the thread. */
+  close(): Promise<void> {
+    this.#closed ??= new Promise<void>((resolve) => {
+      this.#worker.once('exit', () => resolve());
+      this.#post({ kind: 'close' });
+    });
+    return this.#closed;
+  }
+}
+
+/** What a Classify or ClassifyBatch call asks of the encoder, through one queue of the gateway. */
+export class EncoderLane {
+  constructor(
+    private readonly submit: (job: Job, signal: AbortSignal) => Promise<Row[]>,
+    private readonly options: EncoderGatewayOptions['queues'],
+  ) {}
+
+  /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */
+  async encode(input: EncodeInput, dimension: number, deadline: Date, signal: AbortSignal): Promise<Float32Array> {
+    const job: Job = { input, count: 1, dimension, deadline: deadline.getTime() };
+    // An input that fits the cascade's own message limit may not fit once wrapped in an EncodeBatch
+    // call, and the encoder would refuse the call with a size the client never sent.
+    const bytes = jobBytes(job);
+    if (bytes > this.options.maxBatchBytes)
+      throw invalidArgument(
+        `${input.image ? 'image' : 'tensor'} of ${bytes - INPUT_OVERHEAD_BYTES} bytes is too large to send on to the encoder: ` +
+          `an EncodeBatch call carries at most ${this.options.maxBatchBytes - INPUT_OVERHEAD_BYTES} bytes of input (MRL_MAX_MESSAGE_BYTES less framing)`,
+      );
+    const [row] = await this.submit(job, signal);
+    if (row instanceof StatusError) throw row;
+    return row!;
+  }
+
+  /**
+   * `count` packed images (a tensor `packedImages` accepted) as `dimension`-long rows, in runs of
+   * at most the call size; a run that fails fails each of its images.
+   */
+  async encodePacked(
+    images: Tensor__Output,
+    spec: InputSpec,
+    count: number,
+    dimension: number,
+    deadline: Date,
+    signal: AbortSignal,
+  ): Promise<(Float32Array | Error)[]> {
+    const runs: Promise<Row[]>[] = [];
+    for (let from = 0; from < count; from += this.options.maxBatch) {
+      const to = Math.min(count, from + this.options.maxBatch);
+      const run: Job = { images: packedRange(images, spec, from, to), count: to - from, dimension, deadline: deadline.getTime() };
+      runs.push(this.submit(run, signal).catch((err: Error) => new Array<Error>(run.count).fill(err) as StatusError[]));
+    }
+    return (await Promise.all(runs)).flat();
+  }
+}

@@ -1,0 +1,114 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { LogLevel, Logger } from '../common/logger.js';
+import { StatusError } from '../common/statusError.js';
+import { channelCredentials, type ClientTls } from '../common/tls.js';
+import { EncoderGateway, type EncoderGatewayOptions, type Job, type Rows } from './encoderGateway.js';
+import { createGatewayMetrics } from './metrics.js';
+
+/**
+ * The encoder gateway on a thread of its own. The cascade's main thread takes and answers
+ * Classify calls; under a flood of calls it spends whole event-loop turns on them, and an encoder
+ * gateway there would send its calls and read their answers only once a turn, so the encoder
+ * would idle while requests wait. Here the gateway keeps the encoder busy at its own pace.
+ */
+
+export interface EncoderWorkerData {
+  options: Omit<EncoderGatewayOptions, 'credentials' | 'channelOptions'>;
+  tls?: ClientTls;
+}
+
+export type Lane = 'interactive' | 'bulk';
+
+/** A job for a lane, numbered by the main thread. */
+export interface WireJob extends Job {
+  id: number;
+  lane: Lane;
+}
+
+/** A job's rows (`count` rows of `dimension` floats at `offset` in the message's `data`), failed rows among them, or its error. */
+export interface WireResult {
+  id: number;
+  offset: number;
+  count: number;
+  dimension: number;
+  /** Rows that failed, by index. */
+  failed?: { index: number; code: number; message: string }[];
+  /** The whole job failed. */
+  error?: { code: number; message: string };
+}
+
+export type ToWorker = { kind: 'jobs'; jobs: WireJob[]; cancels: number[] } | { kind: 'metrics'; id: number } | { kind: 'close' };
+
+export type FromWorker =
+  | { kind: 'ready' }
+  | { kind: 'results'; results: WireResult[]; data: Float32Array }
+  | { kind: 'metrics'; id: number; text: string }
+  | { kind: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> }
+  | { kind: 'closed' };
+
+/** An error as the main thread answers it: a StatusError's code and message, or INTERNAL. */
+function wireError(err: unknown): { code: number; message: string } {
+  if (err instanceof StatusError) return { code: err.code, message: err.message };
+  return { code: 13, message: `internal error in the cascade's encoder thread: ${(err as Error)?.message ?? String(err)}` };
+}
+
+if (parentPort) {
+  const port = parentPort;
+  const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+  const { options, tls } = workerData as EncoderWorkerData;
+  const log = (level: LogLevel) => (msg: string, fields?: Record<string, unknown>) => post({ kind: 'log', level, msg, fields });
+  const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+  const channel = channelCredentials(tls);
+  const metrics = createGatewayMetrics();
+  const gateway = new EncoderGateway({ ...options, credentials: channel.credentials, channelOptions: channel.options }, metrics, logger);
+
+  /** Jobs the main thread still waits for: aborted when it cancels them. */
+  const live = new Map<number, AbortController>();
+  let done: { result: WireResult; rows?: Rows }[] = [];
+  /** Once a turn, every result that came in, in one message whose floats move rather than copy. */
+  const flush = () => {
+    const batch = done;
+    done = [];
+    let floats = 0;
+    for (const { result } of batch) {
+      result.offset = floats;
+      floats += result.count * result.dimension;
+    }
+    const data = new Float32Array(floats);
+    for (const { result, rows } of batch)
+      rows?.forEach((row, i) => {
+        if (row instanceof StatusError) (result.failed ??= []).push({ index: i, ...wireError(row) });
+        else data.set(row.subarray(0, result.dimension), result.offset + i * result.dimension);
+      });
+    post({ kind: 'results', results: batch.map((b) => b.result), data }, [data.buffer as ArrayBuffer]);
+  };
+  const finish = (entry: { result: WireResult; rows?: Rows }) => {
+    if (!live.delete(entry.result.id)) return; // cancelled: no one waits
+    if (done.push(entry) === 1) setImmediate(flush);
+  };
+
+  port.on('message', (message: ToWorker) => {
+    switch (message.kind) {
+      case 'jobs':
+        for (const id of message.cancels) live.get(id)?.abort(new StatusError(1, 'call cancelled by the client'));
+        for (const { id, lane, ...job } of message.jobs) {
+          const gone = new AbortController();
+          live.set(id, gone);
+          gateway[lane].submit(job, gone.signal).then(
+            (rows) => finish({ result: { id, offset: 0, count: rows.length, dimension: job.dimension }, rows }),
+            (err: unknown) => finish({ result: { id, offset: 0, count: 0, dimension: 0, error: wireError(err) } }),
+          );
+        }
+        break;
+      case 'metrics':
+        void metrics.registry.metrics().then((text) => post({ kind: 'metrics', id: message.id, text }));
+        break;
+      case 'close':
+        gateway.close();
+        post({ kind: 'closed' });
+        port.close();
+        break;
+    }
+  });
+  post({ kind: 'ready' });
+}
