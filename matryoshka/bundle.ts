@@ -1,13 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../services/common/runtime.js';
+import { type ImagePipeline, type InputTarget, type Layout, PreprocessError, parsePreprocess, toTensor } from './image/preprocess.js';
 
 /** The model bundle shipped in the repository and served by default. */
 export const DEFAULT_MODEL_DIR = join(PACKAGE_ROOT, 'models', 'fashion-mnist-mrl');
 
 export type HeadKind = 'mrl' | 'mrl-e';
 
-/** How the encoder's input is made from an image: pixel byte × scale + offset. */
+/**
+ * The encoder's ONNX input as the services need it. `scale` and `offset`: byte × scale + offset is
+ * what a pixel byte of an image already at the model's size becomes (test slices, range checks);
+ * exact whenever every channel is treated alike (always with 1 channel), else the map spanning
+ * every channel's range. The image path is the bundle's `preprocess` pipeline.
+ */
 export interface InputSpec {
   name: string;
   height: number;
@@ -17,11 +23,9 @@ export interface InputSpec {
   offset: number;
 }
 
-/** Pixel bytes → the encoder's float input (byte × scale + offset), for decoded images and test slices alike. */
+/** Pixel bytes at the model's size → the encoder's float input (byte × scale + offset), for test slices. */
 export function pixelsToInput(pixels: Uint8Array, { scale, offset }: InputSpec): Float32Array {
-  const out = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * scale + offset;
-  return out;
+  return toTensor({ width: pixels.length, height: 1, channels: 1, data: pixels }, [scale], [offset], 'NCHW');
 }
 
 /** One linear classifier: `weight` is classes × size, row-major. */
@@ -38,6 +42,8 @@ export interface Bundle {
   /** `name@version`, as responses report it. */
   id: string;
   input: InputSpec;
+  /** How an image becomes the encoder's input: model.json `preprocess`. */
+  preprocess: ImagePipeline;
   outputName: string;
   embeddingDim: number;
   /** Prefix sizes, increasing; the last is `embeddingDim`. */
@@ -122,13 +128,10 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
   if (badT) fail(badT);
 
   const inputMeta = field(meta, 'input', isObject, 'an object', fail);
+  const preprocess = meta.preprocess === undefined ? legacyPipeline(inputMeta, fail) : declaredPipeline(meta.preprocess, inputMeta, fail);
   const input: InputSpec = {
     name: field(inputMeta, 'name', isString, 'a non-empty string', fail),
-    height: field(inputMeta, 'height', isPositiveInt, 'a positive integer', fail),
-    width: field(inputMeta, 'width', isPositiveInt, 'a positive integer', fail),
-    channels: field(inputMeta, 'channels', (v): v is 1 => v === 1, '1 (grayscale is all the encoder decodes to)', fail),
-    scale: field(inputMeta, 'scale', (v): v is number => typeof v === 'number', 'a number', fail),
-    offset: field(inputMeta, 'offset', (v): v is number => typeof v === 'number', 'a number', fail),
+    ...inputSpecOf(preprocess),
   };
   const output = field(meta, 'output', isObject, 'an object', fail);
 
@@ -171,6 +174,7 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
     version,
     id: `${name}@${version}`,
     input,
+    preprocess,
     outputName: field(output, 'name', isString, 'a non-empty string', fail),
     embeddingDim,
     nesting,
@@ -181,5 +185,56 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
     temperatures,
     encoderPath: join(dir, 'encoder.onnx'),
     meta,
+  };
+}
+
+/** A bundle with `preprocess`: `input` {name, shape, layout} is the ONNX input; the pipeline must fill it. */
+function declaredPipeline(raw: unknown, inputMeta: Json, fail: (m: string) => never): ImagePipeline {
+  for (const key of ['scale', 'offset'])
+    if (key in inputMeta) fail(`model.json field "input.${key}" is for bundles without "preprocess"; declare do_rescale, rescale_factor and do_normalize there`);
+  const layout = field(inputMeta, 'layout', (v): v is Layout => v === 'NCHW' || v === 'NHWC', '"NCHW" or "NHWC"', fail);
+  const shape = field(
+    inputMeta,
+    'shape',
+    (v): v is number[] => Array.isArray(v) && v.length === 4 && v.every((d) => d === -1 || isPositiveInt(d)),
+    'an array of 4 dimensions (positive, or -1 where the model leaves one open)',
+    fail,
+  );
+  const [c, h, w] = layout === 'NCHW' ? shape.slice(1) : [shape[3], shape[1], shape[2]];
+  if (c !== 1 && c !== 3) fail(`model.json field "input.shape" must give 1 or 3 channels (${layout}), not ${c}`);
+  const target: InputTarget = { channels: c as 1 | 3, layout, height: h! > 0 ? h : undefined, width: w! > 0 ? w : undefined };
+  try {
+    return parsePreprocess(raw, target);
+  } catch (err) {
+    if (err instanceof PreprocessError) fail(`model.json field "preprocess": ${err.message}`);
+    throw err;
+  }
+}
+
+/** A bundle without `preprocess` keeps its old image path: grayscale onto black, stretched to size, byte × scale + offset. */
+function legacyPipeline(inputMeta: Json, fail: (m: string) => never): ImagePipeline {
+  const number = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  const height = field(inputMeta, 'height', isPositiveInt, 'a positive integer', fail);
+  const width = field(inputMeta, 'width', isPositiveInt, 'a positive integer', fail);
+  field(inputMeta, 'channels', (v): v is 1 => v === 1, '1 (a bundle without "preprocess" takes grayscale)', fail);
+  const scale = field(inputMeta, 'scale', number, 'a number', fail);
+  const offset = field(inputMeta, 'offset', number, 'a number', fail);
+  return parsePreprocess(
+    { grayscale: true, background: '#000000', do_resize: true, size: { height, width }, resample: 1, rescale_factor: scale, image_mean: -offset, image_std: 1 },
+    { channels: 1, layout: 'NCHW', height, width },
+  );
+}
+
+/** What the pipeline fixes of the input spec (see InputSpec for scale and offset). */
+function inputSpecOf({ output, scale, offset }: ImagePipeline): Omit<InputSpec, 'name'> {
+  const same = scale.every((s, c) => s === scale[0] && offset[c] === offset[0]);
+  const ends = scale.flatMap((s, c) => [offset[c]!, 255 * s + offset[c]!]);
+  const lo = Math.min(...ends);
+  return {
+    height: output.height,
+    width: output.width,
+    channels: output.channels,
+    scale: same ? scale[0]! : (Math.max(...ends) - lo) / 255,
+    offset: same ? offset[0]! : lo,
   };
 }

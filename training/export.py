@@ -2,7 +2,8 @@
 
 Bundle layout (every binary file little-endian, row-major):
 - encoder.onnx: input `input` float32 [batch, 1, 28, 28], pixels scaled to [0, 1]
-  (normalisation is inside the graph); output `embedding` float32 [batch, d].
+  (normalisation is inside the graph; model.json `preprocess` makes images into it); output
+  `embedding` float32 [batch, d].
 - heads.bin: float32. MRL: for each nesting size m in order, the weight (classes x m) then the
   bias (classes). MRL-E: one weight (classes x d) then one bias (classes). model.json's
   `heads.tensors` gives each tensor's offset (in float32 elements) and shape.
@@ -30,6 +31,14 @@ BUNDLES = {"mrl": "fashion-mnist-mrl", "mrl-e": "fashion-mnist-mrl-e"}
 VERSION = "2.0.0"
 SLICE_SIZE = 1000
 REFERENCE_COUNT = 16
+# How an image becomes the encoder's input (model.json `preprocess`, see the README): Fashion-MNIST's
+# own pipeline for product photos (trim, longest edge to 28, pad to a centred square, negate), with
+# negation only on a light border and a contrast stretch, so dataset-style images pass unchanged.
+PREPROCESS = {
+    "background": "#ffffff", "grayscale": True, "trim": True, "trim_threshold": 0.05, "pad_to_square": True,
+    "do_resize": True, "size": {"longest_edge": 28}, "resample": 4, "do_center_crop": False,
+    "negate": "auto", "autocontrast": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": False,
+}
 
 
 def load_results(runs: str, config_of: Callable[[str], dict], names: list[str]) -> dict[str, dict]:
@@ -193,10 +202,8 @@ def write_bundle(kind: str, model: Classifier, results: dict, ds: data.Dataset, 
     meta = {
         "name": BUNDLES[kind], "version": VERSION,
         "created": datetime.date.today().isoformat(),
-        "input": {"name": "input", "dtype": "float32", "shape": [-1, 1, 28, 28], "layout": "NCHW",
-                  "height": 28, "width": 28, "channels": 1, "color": "grayscale",
-                  "scale": 1 / 255, "offset": 0.0,
-                  "note": "pixel bytes times scale plus offset; light object on a black background"},
+        "input": {"name": "input", "dtype": "float32", "shape": [-1, 1, 28, 28], "layout": "NCHW"},
+        "preprocess": PREPROCESS,
         "output": {"name": "embedding"},
         "embedding_dim": model.nesting[-1], "nesting": model.nesting, "labels": data.LABELS,
         "heads": {"type": kind, "file": "heads.bin", "dtype": "float32", "tensors": tensors},

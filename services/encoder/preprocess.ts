@@ -1,44 +1,16 @@
-import sharp from 'sharp';
-import { type InputSpec, pixelsToInput } from '../../matryoshka/bundle.js';
-import { type StatusError, invalidArgument } from '../common/statusError.js';
+import type { InputSpec } from '../../matryoshka/bundle.js';
+import { decodeImage } from '../../matryoshka/image/decode.js';
+import { type ImagePipeline, preprocessImage } from '../../matryoshka/image/preprocess.js';
+import { invalidArgument } from '../common/statusError.js';
 import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../common/tensorChecks.js';
 import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 
-const IMAGE_FORMATS = new Set(['png', 'jpeg']);
-
 /**
- * Decodes PNG or JPEG bytes into the encoder's input: grayscale (alpha flattened onto black, the
- * dataset's background), resized to the bundle's size, each byte × scale + offset.
+ * Decodes PNG or JPEG bytes and runs the bundle's preprocessing pipeline on them.
  * @param maxPixels images with more pixels than this are refused before they are decoded.
  */
-export async function imageToInput(bytes: Buffer, spec: InputSpec, maxPixels: number): Promise<Float32Array> {
-  if (bytes.length === 0) throw invalidArgument('image is empty');
-  let format: string | undefined;
-  let width = 0;
-  let height = 0;
-  try {
-    // Header only, no pixels decoded: lift sharp's own pixel limit so that an oversized image
-    // is refused below with its size, not as undecodable.
-    ({ format, width = 0, height = 0 } = await sharp(bytes, { limitInputPixels: false }).metadata());
-  } catch {
-    throw invalidArgument('image is not a decodable PNG or JPEG');
-  }
-  if (!format || !IMAGE_FORMATS.has(format)) throw invalidArgument(`image format ${format ?? 'unknown'} is not supported; send PNG or JPEG`);
-  if (width * height > maxPixels)
-    throw invalidArgument(`image is ${width}x${height}, more than the ${maxPixels} pixels this encoder decodes`);
-  let pixels: Buffer;
-  try {
-    pixels = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
-      .flatten({ background: '#000000' })
-      .toColourspace('b-w')
-      .resize(spec.width, spec.height, { fit: 'fill' })
-      .raw()
-      .toBuffer();
-  } catch (err) {
-    throw invalidArgument(`image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
-  }
-  if (pixels.length !== spec.width * spec.height) throw invalidArgument('image did not decode to one grayscale channel');
-  return pixelsToInput(pixels, spec);
+export async function imageToInput(bytes: Buffer, pipeline: ImagePipeline, maxPixels: number): Promise<Float32Array> {
+  return preprocessImage(await decodeImage(bytes, maxPixels), pipeline);
 }
 
 /** The shapes a tensor for one image may take: [H, W], [1, H, W] or [1, 1, H, W]. */

@@ -29,7 +29,7 @@ export interface EncoderServiceDeps {
 export async function requestInput(req: EncodeRequest__Output | EncodeInput__Output, deps: EncoderServiceDeps): Promise<Float32Array> {
   switch (req.input) {
     case 'image':
-      return imageToInput(req.image!, deps.bundle.input, deps.maxImagePixels);
+      return imageToInput(req.image!, deps.bundle.preprocess, deps.maxImagePixels);
     case 'tensor':
       return tensorToInput(req.tensor!, deps.bundle.input);
     default:
