@@ -17,7 +17,7 @@ const MAX_PIXELS = 2048 * 2048;
 const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
 const rounds = Number(args.rounds);
 
-/** The pre-decodeImage path of services/encoder/preprocess.ts: a header read, then sharp's pipeline to 28x28 gray. */
+/** The encoder's path before decodeImage: a header read, then sharp's pipeline to 28x28 gray. */
 async function oldSharpPath(bytes: Buffer): Promise<Buffer> {
   const { width = 0, height = 0 } = await sharp(bytes, { limitInputPixels: false }).metadata();
   if (width * height > MAX_PIXELS) throw new Error('too large');

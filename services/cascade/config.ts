@@ -20,9 +20,13 @@ export interface CascadeConfig {
   /** From the `MRL_TLS_*` files; unset: plaintext. */
   tls?: ServerTls;
   encoderTarget: string;
+  /** `encoderProtocol`, `encoderModel` (default: the bundle's name, filled in by startCascade), `encoderModelVersion` (empty: the server's choice). */
+  encoder: { protocol: 'mrl' | 'kserve-v2'; model?: string; version: string };
+  maxImagePixels: number;
   /** From `encoderTlsCa`, `encoderTlsCert`, `encoderTlsKey`, `encoderTlsServerName`; unset: plaintext. */
   encoderTls?: ClientTls;
   encoderTimeoutMs: number;
+  encoderKeepaliveMs: number;
   /**
    * How concurrent requests share EncodeBatch calls: `encoderBatch`, `encoderBatchDelayMs`,
    * `encoderCallsInFlight`, `encoderQueue`; a call's request stays under `maxMessageBytes`.
@@ -36,6 +40,7 @@ export interface CascadeConfig {
   /** Shadow agreement: `shadowRate`, `shadowRecalibrate`, `shadowReservoir`, `shadowRecalibrateMs`. */
   shadow: { rate: number; recalibrate: boolean; reservoir: number; intervalMs: number };
   maxMessageBytes: number;
+  maxConcurrentStreams: number;
   maxBatchRequests: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
@@ -52,8 +57,11 @@ export function cascadeConfig(env: Env): CascadeConfig {
     healthPort: s.healthPort,
     tls: serverTls(s),
     encoderTarget: s.encoderTarget,
+    encoder: { protocol: s.encoderProtocol, model: s.encoderModel, version: s.encoderModelVersion ?? '' },
+    maxImagePixels: s.maxImagePixels,
     encoderTls: clientTls(encoderTlsSettings, { ca: s.encoderTlsCa, cert: s.encoderTlsCert, key: s.encoderTlsKey, serverName: s.encoderTlsServerName }),
     encoderTimeoutMs: s.encoderTimeoutMs,
+    encoderKeepaliveMs: s.encoderKeepaliveMs,
     queues: {
       maxBatch: s.encoderBatch,
       maxDelayMs: s.encoderBatchDelayMs,
@@ -72,6 +80,7 @@ export function cascadeConfig(env: Env): CascadeConfig {
       minTimeoutMs: s.breakerMinTimeoutMs,
     },
     maxMessageBytes: s.maxMessageBytes,
+    maxConcurrentStreams: s.maxConcurrentStreams,
     maxBatchRequests: s.maxBatchRequests,
     shutdownGraceMs: s.shutdownGraceMs,
     logLevel: s.logLevel,

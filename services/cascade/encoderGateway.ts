@@ -1,16 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
 import { Batcher, QueueFull } from '../common/batcher.js';
-import type { EncodeBatchRequest } from '../common/generated/mrl/v1/EncodeBatchRequest.js';
-import type { EncodeBatchResponse__Output } from '../common/generated/mrl/v1/EncodeBatchResponse.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import type { EncoderClient } from '../common/generated/mrl/v1/Encoder.js';
 import type { Tensor } from '../common/generated/mrl/v1/Tensor.js';
 import type { Logger } from '../common/logger.js';
-import { loadMrlProtos } from '../common/protos.js';
 import { StatusError } from '../common/statusError.js';
 import { EncoderPace } from './admission.js';
-import { EncoderFailure, encoderFailure, notTheEncoders, timedOut, unavailable } from './encoderOutcome.js';
+import { EncoderFailure, notTheEncoders, timedOut } from './encoderOutcome.js';
+import type { EncoderTransport } from './encoderTransport.js';
 import { BREAKER_STATE, type GatewayMetrics } from './metrics.js';
 
 export interface BreakerOptions {
@@ -44,18 +41,12 @@ export interface QueueOptions {
 }
 
 export interface EncoderGatewayOptions {
-  /** `host:port`, `dns:///name:port` (a headless Service) or `ipv4:a:p,b:p`: balanced round robin per call. */
+  /** Where the encoder is, for the logs. */
   target: string;
-  /** Default: plaintext. */
-  credentials?: grpc.ChannelCredentials;
-  /** Extra channel options, such as the TLS name override that goes with `credentials`. */
-  channelOptions?: grpc.ChannelOptions;
-  /** Largest response accepted, bytes. */
-  maxMessageBytes: number;
   breaker: BreakerOptions;
   queues: QueueOptions;
-  /** The bundle the cascade's heads belong to: an answer from another model or of another size is the encoder failing. */
-  expect: { model: string; embeddingDim: number };
+  /** The size of the embeddings the cascade's heads take. */
+  embeddingDim: number;
 }
 
 /** opossum's refusals (of those its settings can raise: no timeout, no capacity) as callers get them. */
@@ -76,6 +67,8 @@ export interface Job {
   /** One input; or `images`, a run of packed images that takes a call of its own. */
   input?: EncodeInput;
   images?: Tensor;
+  /** The model input's float values for `count` inputs, where the transport makes them itself (EncoderTransport.prepare). */
+  values?: Float32Array;
   /** Inputs the job carries: 1 for an input. */
   count: number;
   /** The prefix this job's requests may use. */
@@ -91,35 +84,12 @@ export const INPUT_OVERHEAD_BYTES = 32;
  * A job's size in the EncodeBatch message, at most (a shape entry is a varint of up to 5 bytes).
  * Packed images weigh more than any budget: they never share a call with other jobs.
  */
-export function jobBytes({ input, images }: Pick<Job, 'input' | 'images'>): number {
+export function jobBytes({ input, images, values }: Pick<Job, 'input' | 'images' | 'values'>): number {
   if (images) return Infinity;
+  if (values) return values.byteLength + INPUT_OVERHEAD_BYTES;
   const t = input!.tensor;
   const payload = input!.image ? input!.image.length : (t?.raw?.length ?? 0) + 4 * (t?.values?.length ?? 0) + 5 * (t?.shape?.length ?? 0);
   return payload + INPUT_OVERHEAD_BYTES;
-}
-
-/** Splits EncodeBatch's packed float32 rows; failed inputs get their error instead. */
-function batchRows(res: EncodeBatchResponse__Output, count: number): Rows {
-  // Copy into an aligned buffer: the received bytes may start at any offset.
-  const all = new Float32Array(new Uint8Array(res.embeddings).buffer);
-  const rows: Rows = Array.from({ length: count }, (_, i) => all.subarray(i * res.dimension, (i + 1) * res.dimension));
-  for (const e of res.errors) rows[e.index] = encoderFailure({ code: e.code, details: e.message });
-  return rows;
-}
-
-/**
- * The encoder's failure an answer shows, if any: it comes from another model, its rows are not
- * `count` rows of the size asked for (`wire` 0: the full size), or every input failed for the
- * encoder's own reasons (its model stopped, say), whatever the call's status.
- */
-function answerFailure(res: EncodeBatchResponse__Output, count: number, wire: number, expect: EncoderGatewayOptions['expect']): EncoderFailure | undefined {
-  if (res.model !== expect.model) return unavailable(`it serves ${res.model}, and this cascade's heads are for ${expect.model}`);
-  const dimension = wire || expect.embeddingDim;
-  if (res.dimension !== dimension || res.embeddings.length !== count * dimension * 4)
-    return unavailable(`it answered ${res.embeddings.length} bytes in rows of ${res.dimension} for ${count} inputs of dimension ${dimension}`);
-  if (count === 0 || res.errors.length < count) return undefined;
-  const failures = res.errors.map((e) => encoderFailure({ code: e.code, details: e.message }));
-  return failures.every((f) => f.party === 'encoder') ? failures[0] : undefined;
 }
 
 /**
@@ -136,22 +106,14 @@ function answerFailure(res: EncodeBatchResponse__Output, count: number, wire: nu
 export class EncoderGateway {
   readonly interactive: EncoderQueue;
   readonly bulk: EncoderQueue;
-  readonly #client: EncoderClient;
   readonly #breaker: CircuitBreaker;
 
   constructor(
+    private readonly transport: EncoderTransport,
     private readonly options: EncoderGatewayOptions,
     metrics: GatewayMetrics,
     logger: Logger,
   ) {
-    const { proto } = loadMrlProtos();
-    this.#client = new proto.mrl.v1.Encoder(options.target, options.credentials ?? grpc.credentials.createInsecure(), {
-      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
-      'grpc.max_receive_message_length': options.maxMessageBytes,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      ...options.channelOptions,
-    });
     this.#breaker = new CircuitBreaker((send: () => Promise<Rows>) => send(), {
       timeout: false, // each call's gRPC deadline bounds it
       errorThresholdPercentage: options.breaker.errorThresholdPercentage,
@@ -170,8 +132,8 @@ export class EncoderGateway {
     for (const event of ['open', 'halfOpen', 'close', 'reject', 'failure', 'success'])
       (this.#breaker as NodeJS.EventEmitter).on(event, () => metrics.breakerEvents.inc({ event }));
     metrics.breakerState.set(BREAKER_STATE.closed);
-    const call = (request: EncodeBatchRequest, count: number, deadline: number, abandoned: AbortSignal) =>
-      (this.#breaker.fire(() => this.#send(request, count, deadline, abandoned)) as Promise<Rows>).then(
+    const call = (jobs: Job[], count: number, dimension: number, deadline: number, abandoned: AbortSignal) =>
+      (this.#breaker.fire(() => this.#send(jobs, count, dimension, deadline, abandoned)) as Promise<Rows>).then(
         (rows) => {
           metrics.encoderCalls.inc({ outcome: 'ok' });
           return rows;
@@ -187,41 +149,38 @@ export class EncoderGateway {
       );
     // One pace for both queues: it is the encoder's.
     const pace = new EncoderPace(options.queues.maxBatch, options.queues.maxInFlight);
-    this.interactive = new EncoderQueue(call, pace, options, metrics, 'interactive', 'cascade encoder queue');
-    this.bulk = new EncoderQueue(call, pace, options, metrics, 'bulk', 'cascade bulk encoder queue');
+    const prepare = (job: Job) => transport.prepare(job);
+    this.interactive = new EncoderQueue(call, prepare, pace, options, metrics, 'interactive', 'cascade encoder queue');
+    this.bulk = new EncoderQueue(call, prepare, pace, options, metrics, 'bulk', 'cascade bulk encoder queue');
   }
 
-  /** One EncodeBatch call: its rows, or the EncoderFailure that ended it. */
-  #send(request: EncodeBatchRequest, count: number, deadline: number, abandoned: AbortSignal): Promise<Rows> {
+  /** One encoder call: its rows, or the EncoderFailure that ended it. */
+  #send(jobs: Job[], count: number, dimension: number, deadline: number, abandoned: AbortSignal): Promise<Rows> {
     const floor = this.options.breaker.minTimeoutMs;
-    return new Promise<Rows>((resolve, reject) => {
-      const sentAt = Date.now();
-      let giveUp: NodeJS.Timeout | undefined;
-      const callDeadline = Math.max(deadline, sentAt + floor);
-      const call = this.#client.EncodeBatch(request, { deadline: callDeadline }, (err, res) => {
-        clearTimeout(giveUp);
-        abandoned.removeEventListener('abort', onAbandoned);
-        if (err) return reject(encoderFailure(err, { sentAt, deadline: callDeadline }));
-        const failed = answerFailure(res!, count, request.dimension ?? 0, this.options.expect);
-        if (failed) reject(failed);
-        else resolve(batchRows(res!, count));
-      });
-      // Unanswered after the floor, the call counts against the encoder (the cancel's own CANCELLED comes after).
-      const onAbandoned = () => {
-        const at = Math.max(Date.now(), sentAt + floor);
-        giveUp = setTimeout(() => {
-          reject(timedOut(sentAt, at));
-          call.cancel();
-        }, at - Date.now());
-      };
-      if (abandoned.aborted) onAbandoned();
-      else abandoned.addEventListener('abort', onAbandoned, { once: true });
+    const sentAt = Date.now();
+    const giveUp = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    // Unanswered after the floor, the call counts against the encoder.
+    const onAbandoned = () => {
+      const at = Math.max(Date.now(), sentAt + floor);
+      timer = setTimeout(() => giveUp.abort(timedOut(sentAt, at)), at - Date.now());
+    };
+    if (abandoned.aborted) onAbandoned();
+    else abandoned.addEventListener('abort', onAbandoned, { once: true });
+    return this.transport.call(jobs, count, dimension, Math.max(deadline, sentAt + floor), giveUp.signal).finally(() => {
+      clearTimeout(timer);
+      abandoned.removeEventListener('abort', onAbandoned);
     });
+  }
+
+  /** Why the encoder cannot serve this cascade's heads now, if it cannot (see EncoderTransport.unfit). */
+  unfit(): Promise<string | undefined> {
+    return this.transport.unfit?.() ?? Promise.resolve(undefined);
   }
 
   close(): void {
     this.#breaker.shutdown();
-    this.#client.close();
+    this.transport.close();
   }
 }
 
@@ -246,7 +205,8 @@ export class EncoderQueue {
 
   /** `queue` labels its metrics; `name` names it in refusals. */
   constructor(
-    call: (request: EncodeBatchRequest, count: number, deadline: number, abandoned: AbortSignal) => Promise<Rows>,
+    call: (jobs: Job[], count: number, dimension: number, deadline: number, abandoned: AbortSignal) => Promise<Rows>,
+    private readonly prepare: (job: Job) => Promise<Job> | Job,
     pace: EncoderPace,
     options: EncoderGatewayOptions,
     metrics: GatewayMetrics,
@@ -254,7 +214,7 @@ export class EncoderQueue {
     private readonly name: string,
   ) {
     const { maxBatch, maxDelayMs, maxInFlight, maxQueue, maxBatchBytes } = options.queues;
-    const embeddingDim = options.expect.embeddingDim;
+    const embeddingDim = options.embeddingDim;
     this.#pace = pace;
     this.#refused = (reason) => metrics.encoderRefusals.inc({ queue, reason });
     const shed = (job: Job) => {
@@ -275,10 +235,10 @@ export class EncoderQueue {
         const dimension = largest === embeddingDim ? 0 : largest;
         const deadline = Math.max(...jobs.map((j) => j.deadline));
         const full = count >= maxBatch || this.#batcher.waiting > 0;
-        const packed = jobs[0]!.images;
+        const packed = jobs[0]!.images !== undefined;
         metrics.encoderBatchSize.observe(count);
         const started = Date.now();
-        const rows = await call(packed ? { images: packed, dimension } : { inputs: jobs.map((j) => j.input!), dimension }, count, deadline, abandoned);
+        const rows = await call(jobs, count, dimension, deadline, abandoned);
         // Only answers set the pace: a hung encoder must go on failing calls, for the breaker to
         // see it, rather than have admission refuse its callers as if it were busy.
         this.#pace.observe(count, Date.now() - started, full);
@@ -296,7 +256,7 @@ export class EncoderQueue {
       throw overloaded(`${this.name}: requests wait about ${Math.round(wait)} ms for the encoder, more than the ${Math.max(0, Math.round(left))} ms before this one's deadline`);
     }
     try {
-      return await this.#batcher.submit(job, signal);
+      return await this.#batcher.submit(await this.prepare(job), signal);
     } catch (err) {
       if (err instanceof QueueFull) this.#refused('queue_full');
       throw err;

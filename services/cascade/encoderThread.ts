@@ -7,8 +7,7 @@ import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { packedRange } from '../common/tensorChecks.js';
-import type { ClientTls } from '../common/tls.js';
-import { type EncoderGatewayOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes } from './encoderGateway.js';
+import { type QueueOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes } from './encoderGateway.js';
 import type { EncoderWorkerData, FromWorker, Lane, ToWorker, WireJob } from './encoderWorker.js';
 
 type Row = Float32Array | StatusError;
@@ -47,7 +46,7 @@ export class EncoderThread {
   #cancels: number[] = [];
   #closed: Promise<void> | undefined;
 
-  private constructor(worker: Worker, options: EncoderGatewayOptions['queues'], logger: Logger) {
+  private constructor(worker: Worker, options: QueueOptions, logger: Logger) {
     this.#worker = worker;
     worker.on('message', (message: FromWorker) => {
       switch (message.kind) {
@@ -87,16 +86,24 @@ export class EncoderThread {
     this.bulk = new EncoderLane(submit('bulk'), options);
   }
 
-  /** Starts the gateway's thread; resolves once it can take jobs. */
-  static async start(options: Omit<EncoderGatewayOptions, 'credentials' | 'channelOptions'>, tls: ClientTls | undefined, logger: Logger): Promise<EncoderThread> {
-    const workerData: EncoderWorkerData = { options, tls };
+  /**
+   * Starts the gateway's thread; resolves once it can take jobs. `onFit` hears whether the encoder
+   * fits the cascade's heads, each time that changes (only a V2 server is checked).
+   */
+  static async start(workerData: EncoderWorkerData, logger: Logger, onFit: (unfit: string | undefined) => void): Promise<EncoderThread> {
     const worker = startModuleWorker('./encoderWorker', import.meta.url, { workerData });
+    let last: string | null | undefined = null;
+    worker.on('message', (m: FromWorker) => {
+      if (m.kind !== 'fit' || m.unfit === last) return;
+      last = m.unfit;
+      onFit(m.unfit);
+    });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: FromWorker) => m.kind === 'ready' && (worker.off('error', reject), worker.off('message', onMessage), resolve());
       worker.on('message', onMessage);
       worker.once('error', reject);
     });
-    return new EncoderThread(worker, options.queues, logger);
+    return new EncoderThread(worker, workerData.gateway.queues, logger);
   }
 
   #post(message: ToWorker): void {
@@ -157,7 +164,7 @@ export class EncoderThread {
 export class EncoderLane {
   constructor(
     private readonly submit: (job: Job, signal: AbortSignal) => Promise<Row[]>,
-    private readonly options: EncoderGatewayOptions['queues'],
+    private readonly options: QueueOptions,
   ) {}
 
   /** The first `dimension` values of `input`'s embedding; fails at `deadline`, or once `signal` aborts. */

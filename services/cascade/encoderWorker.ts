@@ -1,8 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { LogLevel, Logger } from '../common/logger.js';
 import { StatusError } from '../common/statusError.js';
+import { loadBundle } from '../../matryoshka/bundle.js';
 import { channelCredentials, type ClientTls } from '../common/tls.js';
 import { EncoderGateway, type EncoderGatewayOptions, type Job, type Rows } from './encoderGateway.js';
+import { mrlTransport } from './encoderTransport.js';
+import { kserveTransport } from './kserveTransport.js';
 import { createGatewayMetrics } from './metrics.js';
 
 /**
@@ -13,9 +16,17 @@ import { createGatewayMetrics } from './metrics.js';
  */
 
 export interface EncoderWorkerData {
-  options: Omit<EncoderGatewayOptions, 'credentials' | 'channelOptions'>;
-  tls?: ClientTls;
+  gateway: EncoderGatewayOptions;
+  /** The encoder channel: its target, TLS files and largest answer. */
+  channel: { target: string; tls?: ClientTls; maxMessageBytes: number; keepaliveMs: number };
+  /** The bundle the cascade's heads belong to. */
+  modelDir: string;
+  /** With `kserve-v2`, the server's model (its name defaults to the bundle's). */
+  protocol: { kind: 'mrl' } | { kind: 'kserve-v2'; model?: string; version: string; maxImagePixels: number };
 }
+
+/** How often the cascade checks that a V2 server's model fits its heads, ms. */
+const FIT_CHECK_MS = 1000;
 
 export type Lane = 'interactive' | 'bulk';
 
@@ -44,6 +55,8 @@ export type FromWorker =
   | { kind: 'results'; results: WireResult[]; data: Float32Array }
   | { kind: 'metrics'; id: number; text: string }
   | { kind: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> }
+  /** Whether the encoder fits the cascade's heads (a V2 server's metadata and readiness), and why not. */
+  | { kind: 'fit'; unfit?: string }
   | { kind: 'closed' };
 
 /** An error as the main thread answers it: a StatusError's code and message, or INTERNAL. */
@@ -55,12 +68,29 @@ function wireError(err: unknown): { code: number; message: string } {
 if (parentPort) {
   const port = parentPort;
   const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
-  const { options, tls } = workerData as EncoderWorkerData;
+  const data = workerData as EncoderWorkerData;
   const log = (level: LogLevel) => (msg: string, fields?: Record<string, unknown>) => post({ kind: 'log', level, msg, fields });
   const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-  const channel = channelCredentials(tls);
+  const { credentials, options: channelOptions } = channelCredentials(data.channel.tls);
+  const channel = { ...data.channel, credentials, channelOptions };
+  const bundle = await loadBundle(data.modelDir);
+  const transport =
+    data.protocol.kind === 'mrl'
+      ? mrlTransport(channel, { model: bundle.id, embeddingDim: bundle.embeddingDim })
+      : kserveTransport(channel, bundle, { name: data.protocol.model ?? bundle.name, version: data.protocol.version, maxImagePixels: data.protocol.maxImagePixels });
   const metrics = createGatewayMetrics();
-  const gateway = new EncoderGateway({ ...options, credentials: channel.credentials, channelOptions: channel.options }, metrics, logger);
+  const gateway = new EncoderGateway(transport, data.gateway, metrics, logger);
+  // A V2 server must show that it serves the heads' model before the cascade serves, and go on showing it.
+  let fitCheck: NodeJS.Timeout | undefined;
+  let unfit: string | undefined;
+  if (transport.unfit) {
+    const check = async () => {
+      unfit = await gateway.unfit();
+      post({ kind: 'fit', unfit });
+      fitCheck = setTimeout(() => void check(), FIT_CHECK_MS);
+    };
+    await check();
+  }
 
   /** Jobs the main thread still waits for: aborted when it cancels them. */
   const live = new Map<number, AbortController>();
@@ -94,6 +124,11 @@ if (parentPort) {
         for (const { id, lane, ...job } of message.jobs) {
           const gone = new AbortController();
           live.set(id, gone);
+          // Never an answer from a model the heads are not for.
+          if (unfit) {
+            finish({ result: { id, offset: 0, count: 0, dimension: 0, error: { code: 14, message: `encoder unavailable: ${unfit}` } } });
+            continue;
+          }
           gateway[lane].submit(job, gone.signal).then(
             (rows) => finish({ result: { id, offset: 0, count: rows.length, dimension: job.dimension }, rows }),
             (err: unknown) => finish({ result: { id, offset: 0, count: 0, dimension: 0, error: wireError(err) } }),
@@ -104,6 +139,7 @@ if (parentPort) {
         void metrics.registry.metrics().then((text) => post({ kind: 'metrics', id: message.id, text }));
         break;
       case 'close':
+        clearTimeout(fitCheck);
         gateway.close();
         post({ kind: 'closed' });
         port.close();

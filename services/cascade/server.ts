@@ -74,16 +74,26 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
         `with delta ${terms.delta}: it needs at least ${minimumSamples(terms)}`,
     );
   showSettings(thresholds.current);
+  // With a V2 server the cascade serves only while the server's model fits its heads.
+  const checked = config.encoder.protocol === 'kserve-v2';
+  let fits = !checked;
+  let serving: ((ok: boolean) => void) | undefined;
   const encoder = await EncoderThread.start(
     {
-      target: config.encoderTarget,
-      maxMessageBytes: config.maxMessageBytes,
-      breaker: config.breaker,
-      queues: config.queues,
-      expect: { model: bundle.id, embeddingDim: bundle.embeddingDim },
+      gateway: { target: config.encoderTarget, breaker: config.breaker, queues: config.queues, embeddingDim: bundle.embeddingDim },
+      channel: { target: config.encoderTarget, tls: config.encoderTls, maxMessageBytes: config.maxMessageBytes, keepaliveMs: config.encoderKeepaliveMs },
+      modelDir: config.modelDir,
+      protocol: checked
+        ? { kind: 'kserve-v2', model: config.encoder.model, version: config.encoder.version, maxImagePixels: config.maxImagePixels }
+        : { kind: 'mrl' },
     },
-    config.encoderTls,
     logger,
+    (unfit) => {
+      fits = unfit === undefined;
+      if (unfit) logger.warn('encoder does not fit: NOT_SERVING until it does', { why: unfit });
+      else logger.info('encoder fits the bundle: SERVING', { target: config.encoderTarget });
+      serving?.(fits);
+    },
   );
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort, () => encoder.metricsText());
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
@@ -114,10 +124,11 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     port: config.port,
     credentials: serverCredentials(config.tls),
     healthPort: config.healthPort,
-    channelOptions: { 'grpc.max_receive_message_length': config.maxMessageBytes },
+    channelOptions: { 'grpc.max_receive_message_length': config.maxMessageBytes, 'grpc.max_concurrent_streams': config.maxConcurrentStreams },
     logger,
   });
-  grpcServer.setServing(true);
+  serving = (ok) => grpcServer.setServing(ok);
+  serving(fits);
   logger.info('cascade serving', {
     grpc_port: grpcServer.port,
     metrics_port: metricsServer.port,
@@ -127,6 +138,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     model: bundle.id,
     heads: bundle.headKind,
     encoder: config.encoderTarget,
+    encoder_protocol: config.encoder.protocol,
   });
   return {
     port: grpcServer.port,
@@ -135,6 +147,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     metrics,
     thresholds,
     shutdown: async () => {
+      serving = undefined;
       await grpcServer.shutdown(config.shutdownGraceMs);
       await recertification?.stop();
       thresholds.close();

@@ -1,5 +1,5 @@
-import { type SettingsTable, bool, filePath, fraction, grpcTarget, hostName, int, readableFile } from '../common/config.js';
-import { listenSettings, logLevel, maxMessageBytes, modelDir, serverTlsSettings, shutdownGraceMs } from '../common/settings.js';
+import { type SettingsTable, bool, filePath, fraction, grpcTarget, hostName, int, modelName, oneOf, readableFile } from '../common/config.js';
+import { listenSettings, logLevel, maxConcurrentStreams, maxImagePixels, maxMessageBytes, modelDir, serverTlsSettings, shutdownGraceMs } from '../common/settings.js';
 import type { ClientTlsSettings } from '../common/tls.js';
 
 /** The encoder channel's TLS settings; `clientTls` (tls.ts) checks that they go together. */
@@ -39,6 +39,24 @@ export const cascadeSettings = {
     default: 'localhost:50052',
     doc: 'encoder address; `dns:///name:port` balances round robin',
   },
+  encoderProtocol: {
+    name: 'MRL_ENCODER_PROTOCOL',
+    type: oneOf(['mrl', 'kserve-v2'] as const),
+    default: 'mrl',
+    doc: "how the cascade talks to the encoder: `mrl` (`mrl.v1.Encoder`: it sends images as they came) or `kserve-v2` (the Open Inference Protocol, to Triton, KServe or our encoder: it preprocesses images itself with the bundle's pipeline and sends FP32 tensors)",
+  },
+  encoderModel: {
+    name: 'MRL_ENCODER_MODEL',
+    type: modelName,
+    defaultDoc: "(the bundle's `name`)",
+    doc: 'with `kserve-v2`: the model name on the server',
+  },
+  encoderModelVersion: {
+    name: 'MRL_ENCODER_MODEL_VERSION',
+    type: modelName,
+    defaultDoc: "(the server's choice)",
+    doc: 'with `kserve-v2`: the model version on the server',
+  },
   encoderTlsCa: encoderTlsSettings.ca,
   encoderTlsCert: encoderTlsSettings.cert,
   encoderTlsKey: encoderTlsSettings.key,
@@ -49,6 +67,13 @@ export const cascadeSettings = {
     default: '5000',
     unit: 'ms',
     doc: 'encoder deadline when the caller sets none',
+  },
+  encoderKeepaliveMs: {
+    name: 'MRL_ENCODER_KEEPALIVE_MS',
+    type: int(100, 3_600_000),
+    default: '2000',
+    unit: 'ms',
+    doc: 'how often the cascade pings each encoder connection while calls are in flight; one unanswered within 1 s closes it, so a hung or cut-off replica stops getting calls (raise it for servers that refuse frequent pings)',
   },
   encoderBatch: {
     name: 'MRL_ENCODER_BATCH',
@@ -141,6 +166,8 @@ export const cascadeSettings = {
     doc: "every encoder call gets at least this long, whatever its callers' deadlines: one the encoder has not answered by then counts against it, and a caller's short deadline never does",
   },
   maxMessageBytes,
+  maxConcurrentStreams,
+  maxImagePixels,
   maxBatchRequests: {
     name: 'MRL_MAX_BATCH_REQUESTS',
     type: int(1, 1_000_000),

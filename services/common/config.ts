@@ -151,6 +151,9 @@ export const host: SettingType<string> = checked('IP address or host name', 'an 
 /** A name a TLS certificate carries. */
 export const hostName: SettingType<string> = checked('host name', 'a host name', isHost);
 
+/** A model's name or version on an inference server. */
+export const modelName: SettingType<string> = checked('name', 'a name of letters, digits, `.`, `_` or `-`', (v) => /^[\w.-]+$/.test(v));
+
 /** An address the gRPC client can dial (`isGrpcTarget`). */
 export const grpcTarget: SettingType<string> = checked(
   '`host:port`, `[ipv6]:port` or `dns:///host:port`',

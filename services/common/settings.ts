@@ -19,6 +19,22 @@ export const maxMessageBytes = {
   doc: "largest message accepted (the cascade's: requests and encoder responses; its `EncodeBatch` calls stay under it)",
 } satisfies Setting;
 
+export const maxConcurrentStreams = {
+  name: 'MRL_MAX_CONCURRENT_STREAMS',
+  type: int(1, 1_000_000),
+  default: '100',
+  unit: 'calls',
+  doc: "most calls in flight on one client connection (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`): a client's further calls wait on its side, costing the server nothing, so memory stays bounded under any load",
+} satisfies Setting;
+
+export const maxImagePixels = {
+  name: 'MRL_MAX_IMAGE_PIXELS',
+  type: int(1, 1 << 28),
+  default: String(2048 * 2048),
+  unit: 'pixels',
+  doc: 'larger images are refused undecoded (the cascade decodes images itself only with `MRL_ENCODER_PROTOCOL=kserve-v2`)',
+} satisfies Setting;
+
 export const shutdownGraceMs = {
   name: 'MRL_SHUTDOWN_GRACE_MS',
   type: int(0, 600_000),

@@ -26,6 +26,7 @@ export interface EncoderConfig {
   maxQueue: number;
   maxImagePixels: number;
   maxMessageBytes: number;
+  maxConcurrentStreams: number;
   maxConnectionAgeMs: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;

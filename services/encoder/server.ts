@@ -81,6 +81,7 @@ export async function startEncoder(config: EncoderConfig, logger: Logger, hooks:
     healthPort: config.healthPort,
     channelOptions: {
       'grpc.max_receive_message_length': config.maxMessageBytes,
+      'grpc.max_concurrent_streams': config.maxConcurrentStreams,
       // grpc-js takes 0 as "close at once", so "never" is leaving the option out.
       ...(config.maxConnectionAgeMs > 0
         ? { 'grpc.max_connection_age_ms': config.maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': config.shutdownGraceMs }

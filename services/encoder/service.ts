@@ -10,7 +10,8 @@ import { StatusError, invalidArgument } from '../common/statusError.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
-import { imageToInput, prefix, tensorToInput } from './preprocess.js';
+import { imageToInput, tensorToInput } from '../../matryoshka/modelInput.js';
+import { prefix } from './prefix.js';
 import { packedImages } from '../common/tensorChecks.js';
 import { embeddingError } from './embeddingCheck.js';
 

@@ -1,5 +1,5 @@
 import { type SettingsTable, int, listOf } from '../common/config.js';
-import { listenSettings, logLevel, maxMessageBytes, modelDir, serverTlsSettings, shutdownGraceMs } from '../common/settings.js';
+import { listenSettings, logLevel, maxConcurrentStreams, maxImagePixels, maxMessageBytes, modelDir, serverTlsSettings, shutdownGraceMs } from '../common/settings.js';
 import type { ExecutionProvider } from './session.js';
 
 /** Every setting the encoder reads, keyed by its `EncoderConfig` field (the TLS files become `tls`). */
@@ -29,14 +29,9 @@ export const encoderSettings = {
     unit: 'images',
     doc: 'images waiting to run before calls get `RESOURCE_EXHAUSTED`; also the most inputs one `EncodeBatch` call may hold',
   },
-  maxImagePixels: {
-    name: 'MRL_MAX_IMAGE_PIXELS',
-    type: int(1, 1 << 28),
-    default: String(2048 * 2048),
-    unit: 'pixels',
-    doc: 'larger images are refused undecoded',
-  },
+  maxImagePixels,
   maxMessageBytes,
+  maxConcurrentStreams,
   maxConnectionAgeMs: {
     name: 'MRL_MAX_CONNECTION_AGE_MS',
     type: int(0, 86_400_000),

@@ -1,9 +1,10 @@
-import type { InputSpec } from '../../matryoshka/bundle.js';
-import { decodeImage } from '../../matryoshka/image/decode.js';
-import { type ImagePipeline, preprocessImage } from '../../matryoshka/image/preprocess.js';
-import { invalidArgument } from '../common/statusError.js';
-import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../common/tensorChecks.js';
-import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
+/** A request's image or tensor as the encoder model's input: what the encoder and a cascade speaking KServe V2 both make. */
+import type { InputSpec } from './bundle.js';
+import { decodeImage } from './image/decode.js';
+import { type ImagePipeline, preprocessImage } from './image/preprocess.js';
+import { invalidArgument } from '../services/common/statusError.js';
+import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../services/common/tensorChecks.js';
+import type { Tensor__Output } from '../services/common/generated/mrl/v1/Tensor.js';
 
 /**
  * Decodes PNG or JPEG bytes and runs the bundle's preprocessing pipeline on them.
@@ -27,16 +28,4 @@ export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32A
   const bad = nonFiniteError(values, 'tensor');
   if (bad) throw bad;
   return values;
-}
-
-/** The first `dimension` values, optionally scaled to unit L2 norm (a zero vector stays zero). */
-export function prefix(embedding: Float32Array, dimension: number, normalize: boolean): Float32Array {
-  const out = embedding.slice(0, dimension);
-  if (normalize) {
-    let sq = 0;
-    for (const v of out) sq += v * v;
-    const norm = Math.sqrt(sq);
-    if (norm > 0) for (let i = 0; i < out.length; i++) out[i]! /= norm;
-  }
-  return out;
 }
