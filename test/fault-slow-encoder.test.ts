@@ -97,35 +97,7 @@ describe('slow encoder (injected delay)', () => {
   });
 });
 
-describe('callers that go away', () => {
-  it('cancel the encoder call they shared once the last of them is gone and the encoder has had it the floor', async () => {
-    await encoderDrained();
-    const encBefore = await scrape(encoder.metricsPort);
-    const before = await scrape(cascade.metricsPort);
-    // A deadline well past the encoder's delay: left alone, the shared call would end OK.
-    const deadline = new Date(Date.now() + 10 * DELAY_MS);
-    const ended = [0, 1].map(() => {
-      let call!: { cancel(): void };
-      const done = new Promise<number>((resolve) => {
-        call = client.Classify({ tensor }, { deadline }, (err) => resolve(err?.code ?? status.OK));
-      });
-      setTimeout(() => call.cancel(), 200);
-      return done;
-    });
-    expect(await Promise.all(ended)).toEqual([status.CANCELLED, status.CANCELLED]);
-    await waitFor('the encoder to answer its call', async () => {
-      const codes = encoderCodes(encBefore, await scrape(encoder.metricsPort));
-      return codes.DEADLINE_EXCEEDED! + codes.CANCELLED! + codes.OK! === 2;
-    }, 10_000);
-    expect(encoderCodes(encBefore, await scrape(encoder.metricsPort))).toEqual({ OK: 0, DEADLINE_EXCEEDED: 0, CANCELLED: 2 });
-    const after = await scrape(cascade.metricsPort);
-    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(2);
-    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
-    // One call, one outcome: unanswered after 200 ms, past the 100 ms floor, it counts against the encoder.
-    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}')).toBe(1);
-    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}')).toBe(0);
-  });
-
+describe('with the pace of answered calls known', () => {
   it('with the pace of answered calls known, a caller whose deadline comes sooner is refused at once, never sent', async () => {
     await encoderDrained();
     // The earlier tests' answered call took the encoder's 1.5 s, or more.
@@ -155,6 +127,34 @@ describe('a cascade that has had no answer yet (admission expects no wait) behin
   const events = (before: Map<string, number>, after: Map<string, number>) => ({
     failure: delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}'),
     success: delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}'),
+  });
+
+  it('cancel the encoder call they shared once the last of them is gone and the encoder has had it the floor (no pace known yet)', async () => {
+    await encoderDrained();
+    const encBefore = await scrape(encoder.metricsPort);
+    const before = await scrape(guarded.metricsPort);
+    // A deadline well past the encoder's delay: left alone, the shared call would end OK.
+    const deadline = new Date(Date.now() + 10 * DELAY_MS);
+    const ended = [0, 1].map(() => {
+      let call!: { cancel(): void };
+      const done = new Promise<number>((resolve) => {
+        call = c.Classify({ tensor }, { deadline }, (err) => resolve(err?.code ?? status.OK));
+      });
+      setTimeout(() => call.cancel(), 200);
+      return done;
+    });
+    expect(await Promise.all(ended)).toEqual([status.CANCELLED, status.CANCELLED]);
+    await waitFor('the encoder to answer its call', async () => {
+      const codes = encoderCodes(encBefore, await scrape(encoder.metricsPort));
+      return codes.DEADLINE_EXCEEDED! + codes.CANCELLED! + codes.OK! === 2;
+    }, 10_000);
+    expect(encoderCodes(encBefore, await scrape(encoder.metricsPort))).toEqual({ OK: 0, DEADLINE_EXCEEDED: 0, CANCELLED: 2 });
+    const after = await scrape(guarded.metricsPort);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_sum')).toBe(2);
+    expect(delta(before, after, 'mrl_cascade_encoder_batch_size_count')).toBe(1);
+    // One call, one outcome: unanswered after 200 ms, past the 100 ms floor, it counts against the encoder.
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="failure"}')).toBe(1);
+    expect(delta(before, after, 'mrl_cascade_breaker_events_total{event="success"}')).toBe(0);
   });
 
   it('a shared call abandoned through timeouts counts against the breaker as a failure, never as a success', async () => {

@@ -11,6 +11,8 @@ const ewma = (old: number | undefined, sample: number) => (old === undefined ? s
  */
 export class EncoderPace {
   #callMs: number | undefined;
+  /** Moving average of how far a call's time is from `#callMs`. */
+  #deviationMs = 0;
   #perInputMs: number | undefined;
 
   constructor(
@@ -20,23 +22,28 @@ export class EncoderPace {
 
   /** A call of `inputs` inputs was answered after `ms`; `full`: work waited while it ran. */
   observe(inputs: number, ms: number, full: boolean): void {
+    if (this.#callMs !== undefined) this.#deviationMs = ewma(this.#deviationMs, Math.abs(ms - this.#callMs));
     this.#callMs = ewma(this.#callMs, ms);
     if (full) this.#perInputMs = ewma(this.#perInputMs, ms / Math.max(1, inputs));
   }
 
-  /** A call's expected time, ms (0 while unknown). */
-  get callMs(): number {
-    return this.#callMs ?? 0;
+  /**
+   * How long a call may take, ms: its average time and four times its average deviation, as TCP
+   * bounds a round trip (RFC 6298); 0 while unknown. A job with less time left would likely miss
+   * its deadline.
+   */
+  get slowCallMs(): number {
+    return this.#callMs === undefined ? 0 : this.#callMs + 4 * this.#deviationMs;
   }
 
   /**
    * Expected ms until a job is answered with `ahead` inputs queued before it: those drain over
    * the calls in flight at the pace of full calls (until one is seen, a full call's time per
-   * input, which underestimates: admission errs towards admitting), then its own call.
+   * input, which underestimates: admission errs towards admitting), then its own call, slow.
    */
   expectedMs(ahead: number): number {
     if (this.#callMs === undefined) return 0;
     const perInput = this.#perInputMs ?? this.#callMs / this.maxBatch;
-    return (ahead * perInput) / this.maxInFlight + this.#callMs;
+    return (ahead * perInput) / this.maxInFlight + this.slowCallMs;
   }
 }

@@ -100,13 +100,14 @@ export function jobBytes({ input, images, values }: Pick<Job, 'input' | 'images'
  *
  * A call carries the inputs of concurrent requests; it runs until the latest of their deadlines
  * and at least `minTimeoutMs`. A call whose callers have all gone is cancelled once the encoder has
- * had it `minTimeoutMs`: every call tells the breaker something, and none holds a place in
- * flight long for callers who left.
+ * had it `minTimeoutMs`, or as long as calls may take (EncoderPace.slowCallMs) if longer: every
+ * call tells the breaker something, and none holds a place in flight long for callers who left.
  */
 export class EncoderGateway {
   readonly interactive: EncoderQueue;
   readonly bulk: EncoderQueue;
   readonly #breaker: CircuitBreaker;
+  readonly #pace: EncoderPace;
 
   constructor(
     private readonly transport: EncoderTransport,
@@ -149,6 +150,7 @@ export class EncoderGateway {
       );
     // One pace for both queues: it is the encoder's.
     const pace = new EncoderPace(options.queues.maxBatch, options.queues.maxInFlight);
+    this.#pace = pace;
     const prepare = (job: Job) => transport.prepare(job);
     this.interactive = new EncoderQueue(call, prepare, pace, options, metrics, 'interactive', 'cascade encoder queue');
     this.bulk = new EncoderQueue(call, prepare, pace, options, metrics, 'bulk', 'cascade bulk encoder queue');
@@ -160,9 +162,10 @@ export class EncoderGateway {
     const sentAt = Date.now();
     const giveUp = new AbortController();
     let timer: NodeJS.Timeout | undefined;
-    // Unanswered after the floor, the call counts against the encoder.
+    // Unanswered after the floor, or after the time calls may take if that is longer, the call
+    // counts against the encoder.
     const onAbandoned = () => {
-      const at = Math.max(Date.now(), sentAt + floor);
+      const at = Math.max(Date.now(), sentAt + Math.max(floor, this.#pace.slowCallMs));
       timer = setTimeout(() => giveUp.abort(timedOut(sentAt, at)), at - Date.now());
     };
     if (abandoned.aborted) onAbandoned();
@@ -219,11 +222,11 @@ export class EncoderQueue {
     this.#refused = (reason) => metrics.encoderRefusals.inc({ queue, reason });
     const shed = (job: Job) => {
       const left = job.deadline - Date.now();
-      if (left > 0 && left >= this.#pace.callMs) return undefined;
+      if (left > 0 && left >= this.#pace.slowCallMs) return undefined;
       this.#refused('shed');
       return overloaded(
         `${name}: this request can no longer be answered by its deadline (${Math.max(0, Math.round(left))} ms left; ` +
-          `encoder calls take about ${Math.round(this.#pace.callMs)} ms)`,
+          `encoder calls may take ${Math.round(this.#pace.slowCallMs)} ms)`,
       );
     };
     this.#batcher = new Batcher<Job, Rows>(

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
 import type { InputSpec } from '../../matryoshka/bundle.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
@@ -11,6 +12,9 @@ import { type QueueOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes } from './e
 import type { EncoderWorkerData, FromWorker, Lane, ToWorker, WireJob } from './encoderWorker.js';
 
 type Row = Float32Array | StatusError;
+
+/** Over how long the main thread's event-loop lag is measured, ms. */
+const LAG_WINDOW_MS = 500;
 
 /**
  * The job with its bytes in buffers of their own: a Buffer gRPC parsed may view a larger one, and
@@ -45,9 +49,21 @@ export class EncoderThread {
   #jobs: WireJob[] = [];
   #cancels: number[] = [];
   #closed: Promise<void> | undefined;
+  /**
+   * How late this thread's event loop ran lately, ms: an answer the gateway sends waits that long
+   * before it is read and passed on, so each job leaves the gateway that much before its deadline.
+   */
+  #lagMs = 0;
+  readonly #delay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  readonly #lagTimer: NodeJS.Timeout;
 
   private constructor(worker: Worker, options: QueueOptions, logger: Logger) {
     this.#worker = worker;
+    this.#delay.enable();
+    this.#lagTimer = setInterval(() => {
+      this.#lagMs = this.#delay.max / 1e6;
+      this.#delay.reset();
+    }, LAG_WINDOW_MS).unref();
     worker.on('message', (message: FromWorker) => {
       switch (message.kind) {
         case 'results':
@@ -136,7 +152,7 @@ export class EncoderThread {
       });
       setMaxListeners(0, signal);
       signal.addEventListener('abort', gone, { once: true });
-      this.#jobs.push({ ...own(job), id, lane });
+      this.#jobs.push({ ...own(job), deadline: job.deadline - this.#lagMs, id, lane });
       this.#schedule();
     });
   }
@@ -152,6 +168,8 @@ export class EncoderThread {
 
   /** Closes the encoder channel and stops the thread. */
   close(): Promise<void> {
+    clearInterval(this.#lagTimer);
+    this.#delay.disable();
     this.#closed ??= new Promise<void>((resolve) => {
       this.#worker.once('exit', () => resolve());
       this.#post({ kind: 'close' });

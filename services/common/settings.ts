@@ -22,9 +22,9 @@ export const maxMessageBytes = {
 export const maxConcurrentStreams = {
   name: 'MRL_MAX_CONCURRENT_STREAMS',
   type: int(1, 1_000_000),
-  default: '100',
+  default: '32',
   unit: 'calls',
-  doc: "most calls in flight on one client connection (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`): a client's further calls wait on its side, costing the server nothing, so memory stays bounded under any load",
+  doc: "most calls in flight on one client connection (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`): a client's further calls wait on its side (grpc-js, grpc-go and h2load all do) and cost the server nothing; each call in flight costs a server about 35 KB",
 } satisfies Setting;
 
 export const maxImagePixels = {
