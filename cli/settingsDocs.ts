@@ -16,16 +16,22 @@ const SERVICES: Record<string, SettingsTable> = { cascade: cascadeSettings, enco
 
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
-/** Every setting once, with the services that read it: shared ones ("both") first, then each service's in table order. */
+/**
+ * Every setting once, with the services that read it: shared ones ("both") first, then each
+ * service's in table order. A variable both read with defaults of their own (one factory, two
+ * calls) gets a row per service.
+ */
 function rows(): { setting: Setting; services: string[] }[] {
   const byName = new Map<string, { setting: Setting; services: string[] }>();
   for (const [service, table] of Object.entries(SERVICES))
     for (const setting of Object.values(table)) {
       const row = byName.get(setting.name);
       if (!row) byName.set(setting.name, { setting, services: [service] });
-      // Two declarations of one variable would document (and parse) it two ways.
-      else if (row.setting !== setting) throw new Error(`${setting.name} is declared twice: share one entry`);
-      else row.services.push(service);
+      else if (row.setting === setting) row.services.push(service);
+      // Two declarations of one variable must at least parse it alike.
+      else if (row.setting.type !== setting.type && row.setting.type.describe !== setting.type.describe)
+        throw new Error(`${setting.name} is declared twice with different values: share one entry`);
+      else byName.set(`${setting.name} ${service}`, { setting, services: [service] });
     }
   const all = [...byName.values()];
   return [...all.filter((r) => r.services.length > 1), ...all.filter((r) => r.services.length === 1)];

@@ -118,6 +118,8 @@ describe('encoder overload', () => {
       MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`,
       MRL_ENCODER_BATCH: String(MAX_BATCH),
       MRL_ENCODER_CALLS_IN_FLIGHT: String((4 * MAX_QUEUE) / MAX_BATCH),
+      // Every call of the burst in the cascade at once (not waiting in the client for a stream).
+      MRL_MAX_CONCURRENT_STREAMS: '1000',
     });
     const classifier = classifierClient(`127.0.0.1:${cascade.port}`);
     try {

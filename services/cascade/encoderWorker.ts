@@ -71,7 +71,10 @@ if (parentPort) {
   const data = workerData as EncoderWorkerData;
   const log = (level: LogLevel) => (msg: string, fields?: Record<string, unknown>) => post({ kind: 'log', level, msg, fields });
   const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-  const { credentials, options: channelOptions } = channelCredentials(data.channel.tls);
+  // Buffers arrive as plain Uint8Arrays across threads; grpc-js wants Buffers.
+  const tls = data.channel.tls;
+  const asBuffer = (b: Uint8Array | undefined) => b && Buffer.from(b);
+  const { credentials, options: channelOptions } = channelCredentials(tls && { ...tls, ca: asBuffer(tls.ca)!, cert: asBuffer(tls.cert), key: asBuffer(tls.key) });
   const channel = { ...data.channel, credentials, channelOptions };
   const bundle = await loadBundle(data.modelDir);
   const transport =

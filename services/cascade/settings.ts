@@ -166,7 +166,7 @@ export const cascadeSettings = {
     doc: "every encoder call gets at least this long, whatever its callers' deadlines: one the encoder has not answered by then counts against it, and a caller's short deadline never does",
   },
   maxMessageBytes,
-  maxConcurrentStreams,
+  maxConcurrentStreams: maxConcurrentStreams(32, 'each call in flight costs the cascade about 35 KB, and 32 calls a connection already carry thousands a second'),
   maxImagePixels,
   maxBatchRequests: {
     name: 'MRL_MAX_BATCH_REQUESTS',

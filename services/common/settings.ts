@@ -19,13 +19,18 @@ export const maxMessageBytes = {
   doc: "largest message accepted (the cascade's: requests and encoder responses; its `EncodeBatch` calls stay under it)",
 } satisfies Setting;
 
-export const maxConcurrentStreams = {
-  name: 'MRL_MAX_CONCURRENT_STREAMS',
-  type: int(1, 1_000_000),
-  default: '32',
-  unit: 'calls',
-  doc: "most calls in flight on one client connection (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`): a client's further calls wait on its side (grpc-js, grpc-go and h2load all do) and cost the server nothing; each call in flight costs a server about 35 KB",
-} satisfies Setting;
+/**
+ * Most calls in flight on one client connection, HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`; each
+ * service picks its default (`perCall`: what a call in flight costs it, for the doc).
+ */
+export const maxConcurrentStreams = (byDefault: number, why: string) =>
+  ({
+    name: 'MRL_MAX_CONCURRENT_STREAMS',
+    type: int(1, 1_000_000),
+    default: String(byDefault),
+    unit: 'calls',
+    doc: `most calls in flight on one client connection (HTTP/2's \`SETTINGS_MAX_CONCURRENT_STREAMS\`); a client's further calls wait on its side (grpc-js, grpc-go and h2load all do), costing the server nothing; ${why}`,
+  }) satisfies Setting;
 
 export const maxImagePixels = {
   name: 'MRL_MAX_IMAGE_PIXELS',

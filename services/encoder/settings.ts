@@ -31,7 +31,7 @@ export const encoderSettings = {
   },
   maxImagePixels,
   maxMessageBytes,
-  maxConcurrentStreams,
+  maxConcurrentStreams: maxConcurrentStreams(1000, 'the encoder\'s own queue (`MRL_MAX_QUEUE`) bounds its work, and its clients, cascades, keep few calls in flight'),
   maxConnectionAgeMs: {
     name: 'MRL_MAX_CONNECTION_AGE_MS',
     type: int(0, 86_400_000),
