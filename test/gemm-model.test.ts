@@ -1,0 +1,43 @@
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { gemmModel } from '../matryoshka/gemmModel.js';
+
+/** X · Wᵀ + C in float64, row by row: what the model must give. */
+function reference(x: Float32Array, n: number, w: Float32Array, classes: number, inputs: number, c: (row: number, cls: number) => number): Float64Array {
+  const y = new Float64Array(n * classes);
+  for (let r = 0; r < n; r++)
+    for (let k = 0; k < classes; k++) {
+      let acc = c(r, k);
+      for (let j = 0; j < inputs; j++) acc += w[k * inputs + j]! * x[r * inputs + j]!;
+      y[r * classes + k] = acc;
+    }
+  return y;
+}
+
+const values = (n: number, f: (i: number) => number) => Float32Array.from({ length: n }, (_, i) => f(i));
+const maxError = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a, (v, i) => Math.abs(v - b[i]!)).reduce((m, e) => Math.max(m, e), 0);
+
+describe('gemmModel: a head as one ONNX Gemm node, written as protobuf', () => {
+  const classes = 37;
+  const inputs = 19;
+  const w = values(classes * inputs, (i) => Math.sin(i * 0.7));
+  const x = (n: number) => values(n * inputs, (i) => Math.cos(i * 0.3));
+
+  it.each([1, 5, 64])('with its bias, over a batch of %i, equals X · Wᵀ + b', async (n) => {
+    const bias = values(classes, (i) => i / 10 - 1);
+    const session = await ort.InferenceSession.create(gemmModel({ classes, inputs, weight: w, bias }));
+    expect(session.inputNames).toEqual(['x']);
+    const y = (await session.run({ x: new ort.Tensor('float32', x(n), [n, inputs]) })).y!;
+    expect(y.dims).toEqual([n, classes]);
+    expect(maxError(y.data as Float32Array, reference(x(n), n, w, classes, inputs, (_, k) => bias[k]!))).toBeLessThan(1e-5);
+  });
+
+  it('without a bias, adds the logits it is given (an MRL-E stage adding its columns)', async () => {
+    const n = 4;
+    const prev = values(n * classes, (i) => i * 0.01);
+    const session = await ort.InferenceSession.create(gemmModel({ classes, inputs, weight: w }));
+    expect(session.inputNames.sort()).toEqual(['c', 'x']);
+    const y = (await session.run({ x: new ort.Tensor('float32', x(n), [n, inputs]), c: new ort.Tensor('float32', prev, [n, classes]) })).y!;
+    expect(maxError(y.data as Float32Array, reference(x(n), n, w, classes, inputs, (r, k) => prev[r * classes + k]!))).toBeLessThan(1e-5);
+  });
+});
