@@ -1,7 +1,9 @@
 /**
- * A one-node ONNX model, Y = X · Wᵀ + C (Gemm, transB = 1), written directly as protobuf: what a
- * cascade stage's head is as a matrix product over a batch, for onnxruntime to run at BLAS speed.
- * Field numbers are onnx.proto's (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
+ * A cascade stage's head as a small ONNX model, written directly as protobuf, for onnxruntime to
+ * run over a batch at BLAS speed: logits Y = X · Wᵀ + C (Gemm, transB = 1), and what the exit
+ * rule needs of them, each row's top class and the log-sum-exp of Y / T, so that no pass over
+ * all classes is left to JavaScript. Field numbers are onnx.proto's (ModelProto, GraphProto,
+ * NodeProto, AttributeProto, TensorProto, ValueInfoProto); opset 13.
  */
 
 /** Protobuf wire encoding, the little that ONNX needs. */
@@ -53,13 +55,15 @@ class Writer {
 }
 
 const FLOAT = 1;
+const INT64 = 7;
 const ATTRIBUTE_INT = 2;
+const ATTRIBUTE_INTS = 7;
 
-/** ValueInfoProto of a float tensor: `dims` entries are sizes, or names of symbolic sizes. */
-const tensorInfo = (w: Writer, name: string, dims: (number | string)[]) =>
-  w.string(1, name).message(2, (type) =>
-    type.message(1, (tensor) =>
-      tensor.int(1, FLOAT).message(2, (shape) => {
+/** ValueInfoProto of a tensor: `dims` entries are sizes, or names of symbolic sizes. */
+const tensorInfo = (w: Writer, name: string, dims: (number | string)[], type = FLOAT) =>
+  w.string(1, name).message(2, (t) =>
+    t.message(1, (tensor) =>
+      tensor.int(1, type).message(2, (shape) => {
         for (const d of dims) shape.message(1, (dim) => (typeof d === 'number' ? dim.int(1, d) : dim.string(2, d)));
       }),
     ),
@@ -82,7 +86,27 @@ export interface GemmStage {
   bias?: Float32Array;
 }
 
-/** Inputs `x` [N, inputs] (and `c` [N, classes] when the stage has no bias); output `y` [N, classes]. */
+/** A NodeProto: `op` from `inputs` to `outputs`, with integer (list) attributes. */
+const node = (w: Writer, op: string, inputs: string[], outputs: string[], attributes: Record<string, number | number[]> = {}) => {
+  for (const i of inputs) w.string(1, i);
+  for (const o of outputs) w.string(2, o);
+  w.string(3, outputs[0]!).string(4, op);
+  for (const [name, v] of Object.entries(attributes))
+    w.message(5, (a) => {
+      a.string(1, name);
+      if (typeof v === 'number') a.int(3, v).int(20, ATTRIBUTE_INT);
+      else {
+        for (const x of v) a.int(8, x);
+        a.int(20, ATTRIBUTE_INTS);
+      }
+    });
+};
+
+/**
+ * Inputs `x` [N, inputs], `t` [1] (the stage's temperature), and `c` [N, classes] when the stage
+ * has no bias; outputs `y` [N, classes] (the logits), `top` [N] (int64, each row's top class) and
+ * `lse` [N] (log Σ exp(y / t)): the top probability is exp(y[top] / t − lse).
+ */
 export function gemmModel(stage: GemmStage): Uint8Array {
   const { classes, inputs, weight, bias } = stage;
   return new Writer()
@@ -90,22 +114,19 @@ export function gemmModel(stage: GemmStage): Uint8Array {
     .string(2, 'mrl-cascade')
     .message(8, (opset) => opset.string(1, '').int(2, 13))
     .message(7, (graph) => {
-      graph.message(1, (node) =>
-        node
-          .string(1, 'x')
-          .string(1, 'w')
-          .string(1, 'c')
-          .string(2, 'y')
-          .string(3, 'head')
-          .string(4, 'Gemm')
-          .message(5, (attr) => attr.string(1, 'transB').int(3, 1).int(20, ATTRIBUTE_INT)),
-      );
+      graph.message(1, (n) => node(n, 'Gemm', ['x', 'w', 'c'], ['y'], { transB: 1 }));
+      graph.message(1, (n) => node(n, 'ArgMax', ['y'], ['top'], { axis: 1, keepdims: 0 }));
+      graph.message(1, (n) => node(n, 'Div', ['y', 't'], ['scaled']));
+      graph.message(1, (n) => node(n, 'ReduceLogSumExp', ['scaled'], ['lse'], { axes: [1], keepdims: 0 }));
       graph.string(2, 'head');
       graph.message(5, (t) => initializer(t, 'w', [classes, inputs], weight));
       if (bias) graph.message(5, (t) => initializer(t, 'c', [classes], bias));
       graph.message(11, (v) => tensorInfo(v, 'x', ['N', inputs]));
+      graph.message(11, (v) => tensorInfo(v, 't', [1]));
       if (!bias) graph.message(11, (v) => tensorInfo(v, 'c', ['N', classes]));
       graph.message(12, (v) => tensorInfo(v, 'y', ['N', classes]));
+      graph.message(12, (v) => tensorInfo(v, 'top', ['N'], INT64));
+      graph.message(12, (v) => tensorInfo(v, 'lse', ['N']));
     })
     .finish();
 }
