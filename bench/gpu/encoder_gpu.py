@@ -33,10 +33,14 @@ BATCHES = [1, 8, 64, 256, 1024]
 
 def load_bundle(path: str) -> tuple[dict, np.ndarray, np.ndarray]:
     meta = json.load(open(os.path.join(path, "model.json")))
-    count, spec = meta["test_slice"]["count"], meta["input"]
-    h, w = spec["height"], spec["width"]
+    count = meta["test_slice"]["count"]
+    # The test slice's pixels as the tensors the reference embeddings were made from: rescaled only
+    # (model.json `preprocess.rescale_factor`; older bundles: `input.scale` and `input.offset`).
+    _, _, h, w = meta["input"]["shape"] if "shape" in meta["input"] else (1, 1, meta["input"]["height"], meta["input"]["width"])
+    scale = meta.get("preprocess", {}).get("rescale_factor", meta["input"].get("scale"))
+    offset = meta["input"].get("offset", 0.0)
     raw = np.fromfile(os.path.join(path, meta["test_slice"]["file"]), dtype=np.uint8)
-    images = raw[: count * h * w].reshape(count, 1, h, w).astype(np.float32) * np.float32(spec["scale"]) + np.float32(spec["offset"])
+    images = raw[: count * h * w].reshape(count, 1, h, w).astype(np.float32) * np.float32(scale) + np.float32(offset)
     ref = json.load(open(os.path.join(path, "reference-embeddings.json")))
     return meta, images[ref["slice_indices"]], np.asarray(ref["embeddings"], dtype=np.float32)
 
