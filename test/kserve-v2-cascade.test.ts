@@ -67,7 +67,7 @@ describe('a cascade speaking the Open Inference Protocol to our encoder (MRL_ENC
     await waitFor('the V2 cascade to serve', async () => (await healthCheck(v2.cascade.port)) === 'SERVING', 10_000);
   });
 
-  it('answers the test slice, as PNG images and as tensors, exactly as over mrl.v1', async () => {
+  it('answers test images sent as PNG and as tensors exactly as over mrl.v1', async () => {
     for (let i = 0; i < CASES; i++) {
       for (const request of [{ image: pngs[i]! }, { tensor: sliceTensor(slice, i, bundle) }]) {
         const [a, b] = await Promise.all([classify(mrl.client, request), classify(v2.client, request)]);
@@ -77,8 +77,8 @@ describe('a cascade speaking the Open Inference Protocol to our encoder (MRL_ENC
     }
   });
 
-  it('answers a packed ClassifyBatch as over mrl.v1, in runs through the bulk queue', async () => {
-    const n = 150;
+  it('answers the whole test slice, packed in one ClassifyBatch, as over mrl.v1, in runs through the bulk queue', async () => {
+    const n = slice.count; // the whole test slice
     const size = bundle.input.height * bundle.input.width;
     const raw = Buffer.alloc(n * size * 4);
     for (let i = 0; i < n; i++) raw.set(sliceTensor(slice, i, bundle).raw, i * size * 4);
