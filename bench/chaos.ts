@@ -4,7 +4,7 @@
  * under a steady Classify load, printed as a table: per fault and phase, the OK answers and the
  * others by gRPC code, and the times to recover. Needs root (about a minute).
  */
-import { FAULTS, type FaultReport, faultTable, netnsUnavailable, runFault, startNetnsMesh, sweepLeftovers } from '../test/helpers/netns.js';
+import { FAULTS, type FaultReport, faultTable, netnsUnavailable, runFault, startNetnsMesh, sweepLeftovers } from '../harness/netns.js';
 
 const unavailable = netnsUnavailable();
 if (unavailable) {

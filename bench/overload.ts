@@ -5,14 +5,12 @@
  * per process and peak RSS against idle. Prints the table and goodput at 5,000 ÷ goodput at 64.
  * `--set MRL_X=value` settings go to both services.
  */
-import sharp from 'sharp';
-import { loadBundle } from '../matryoshka/bundle.js';
-import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
-import { loadMrlProtos } from '../services/common/protos.js';
-import { scrape } from '../test/helpers/prom.js';
+import { spawnMesh } from '../harness/mesh.js';
+import { scrape } from '../harness/prom.js';
 import { h2load } from './h2load.js';
-import { parseSettings, startMesh } from './mesh.js';
 import { cpuSeconds, rssBytes } from './procStats.js';
+import { unaryRequest } from './requests.js';
+import { parseSettings } from './settings.js';
 
 const SECONDS = 10;
 const DEADLINE_MS = 2000;
@@ -22,16 +20,10 @@ const LOADS = [
   { calls: 5000, connections: 50, streams: 100 },
 ];
 
-const bundle = await loadBundle();
-const slice = await loadTestSlice(bundle);
-const png = await sharp(Buffer.from(slicePixels(slice, 0)), { raw: { width: bundle.input.width, height: bundle.input.height, channels: 1 } })
-  .png()
-  .toBuffer();
-const serialize = loadMrlProtos().proto.mrl.v1.Classifier.service.Classify.requestSerialize as (r: object) => Buffer;
-const message = serialize({ image: png });
+const { path, message } = await unaryRequest('classify-png');
 
 const settings = parseSettings(process.argv.slice(2).filter((a) => a !== '--set'));
-const mesh = await startMesh(settings);
+const mesh = await spawnMesh(settings);
 const pids = { encoder: mesh.encoder.pid, cascade: mesh.cascade.pid };
 const idleRss = { encoder: rssBytes(pids.encoder), cascade: rssBytes(pids.cascade) };
 const codesOf = (m: Map<string, number>) =>
@@ -49,7 +41,7 @@ try {
     }, 100);
     // The warm-up's answers count too: the counters cover it, so measure OK over both.
     const warmup = 2;
-    await h2load({ origin: `http://127.0.0.1:${mesh.cascade.port}`, path: '/mrl.v1.Classifier/Classify', message, ...load, seconds: SECONDS, warmupSeconds: warmup, deadlineMs: DEADLINE_MS });
+    await h2load({ origin: `http://127.0.0.1:${mesh.cascade.port}`, path, message, ...load, seconds: SECONDS, warmupSeconds: warmup, deadlineMs: DEADLINE_MS });
     clearInterval(sampler);
     await new Promise((r) => setTimeout(r, DEADLINE_MS)); // calls still in the cascade finish and count
     const after = await scrape(mesh.cascade.metricsPort);

@@ -5,15 +5,17 @@
  * of the machine's cores left idle; and, from the services' own metrics, where the time went:
  * how many calls each stage had in flight on average (Little's law: time spent in the stage ÷
  * the time the load ran), and the encoder's batches. Prints JSON.
- * `--rate N` runs an open loop instead; `--batch N` sets the images per ClassifyBatch call;
+ * Load comes from h2load, one repeated request (see bench/requests.ts).
+ * `--rate N` runs an open loop instead, with at most `--concurrency` calls in flight; `--batch N` sets the images per ClassifyBatch call;
  * `--set MRL_X=v` tunes the mesh.
  */
 import { parseArgs } from 'node:util';
-import type { LoadSpec } from './loadClient.js';
 import { measurePoint } from './measurePoint.js';
-import { parseSettings } from './mesh.js';
+import { CALLS as ALL_CALLS, type Call } from './requests.js';
+import { parseSettings } from './settings.js';
 
-const CALLS = ['classify', 'classify-full', 'classify-batch', 'classify-packed', 'encode'] as const;
+/** Every call but the echo, which needs no mesh. */
+const CALLS = ALL_CALLS.filter((c) => c !== 'echo');
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -27,7 +29,7 @@ async function main(): Promise<void> {
       set: { type: 'string', multiple: true, default: [] },
     },
   });
-  const call = values.call as LoadSpec['call'];
+  const call = values.call as Call;
   if (!(CALLS as readonly string[]).includes(call)) throw new Error(`--call takes one of ${CALLS.join(', ')}, got ${values.call}`);
   const count = (name: string, v: string | undefined) => {
     const n = Number(v);

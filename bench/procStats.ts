@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** User + system CPU seconds in a /proc stat file (a process's, or one thread's). */
-function statCpuSeconds(path: string): number {
+/** User + system CPU seconds in a /proc stat file (a process's, or one thread's); `children`: of its children waited for. */
+function statCpuSeconds(path: string, children = false): number {
   const stat = readFileSync(path, 'utf8');
   // Fields after the command name (which may hold spaces) start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  const at = children ? 13 : 11; // utime stime, or cutime cstime
+  return (Number(fields[at]) + Number(fields[at + 1])) / TICKS_PER_SECOND;
 }
 
 /** User + system CPU seconds a process has used so far, all its threads, ended ones included (Linux /proc). */
@@ -15,6 +16,9 @@ export const cpuSeconds = (pid: number): number => statCpuSeconds(`/proc/${pid}/
 
 /** The same for its main thread alone (where a Node process runs its JavaScript and I/O). */
 export const mainThreadCpuSeconds = (pid: number): number => statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+
+/** User + system CPU seconds of this process's children that have exited and been reaped (Node reaps each as it exits). */
+export const childrenCpuSeconds = (): number => statCpuSeconds('/proc/self/stat', true);
 
 /** The machine's CPU time so far, all cores, in ticks: idle (iowait included) and in all (/proc/stat). */
 export function machineTicks(): { idle: number; total: number } {

@@ -12,11 +12,14 @@ describe('npm run bench:point (one load point taken apart)', () => {
   it('splits each process CPU per answer and reads the stages from the metrics, with --set reaching the mesh', async () => {
     // MRL_MAX_BATCH=1 is the encoder's: each inference runs one image, whatever the cascade sends.
     const r = await point(['--call', 'classify', '--concurrency', '4', '--set', 'MRL_MAX_BATCH=1']);
-    expect(r.spec).toMatchObject({ call: 'classify', mode: 'closed', concurrency: 4 });
+    expect(r.spec).toMatchObject({ call: 'classify', concurrency: 4 });
+    expect(r.spec.rate).toBeUndefined(); // a closed loop
     expect(r.answers_per_second).toBeGreaterThan(0);
     expect(r.errors).toEqual({});
     const cpu = r.cpu_ms_per_answer;
-    for (const v of [cpu.client, cpu.encoder.main, cpu.cascade.main, cpu.encoder.other]) expect(v).toBeGreaterThan(0);
+    for (const v of [cpu.encoder.main, cpu.cascade.main, cpu.encoder.other]) expect(v).toBeGreaterThan(0);
+    // /proc counts in 10 ms ticks: h2load may spend less than one in this short a point.
+    expect(cpu.client).toBeGreaterThanOrEqual(0);
     expect(cpu.cascade.other).toBeGreaterThanOrEqual(0);
     expect(r.machine_idle_share).toBeGreaterThanOrEqual(0);
     expect(r.machine_idle_share).toBeLessThanOrEqual(1);
@@ -31,6 +34,6 @@ describe('npm run bench:point (one load point taken apart)', () => {
     expect(r.stages.cascade_calls_in_flight).toBeUndefined();
     expect(r.stages.encoder_avg_batch).toBeGreaterThanOrEqual(1);
     expect(r.stages.encoder_avg_batch).toBeLessThanOrEqual(4);
-    await expect(point(['--call', 'nonsense'])).rejects.toThrow(/--call takes one of classify, classify-full, classify-batch, classify-packed, encode, got nonsense/);
+    await expect(point(['--call', 'nonsense'])).rejects.toThrow(/--call takes one of classify, classify-full, classify-embedding, classify-png, classify-batch, classify-packed, encode, got nonsense/);
   }, 120_000);
 });

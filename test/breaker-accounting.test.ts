@@ -9,9 +9,9 @@ import { silentLogger } from '../services/common/logger.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { startEncoder } from '../services/encoder/server.js';
-import { outcome, tally, waitFor } from './helpers/load.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { delta, scrape } from './helpers/prom.js';
+import { outcome, tally, waitFor } from '../harness/load.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { delta, scrape } from '../harness/prom.js';
 
 let tensor: { shape: number[]; raw: Buffer };
 let mesh: TestMesh | undefined;

@@ -5,8 +5,8 @@ import { sliceTensor } from '../cli/clients.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { delta, scrape } from './helpers/prom.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { delta, scrape } from '../harness/prom.js';
 
 let mesh: TestMesh;
 let tensors: { shape: number[]; raw: Buffer }[];

@@ -4,8 +4,8 @@ import { loadBundle } from '../matryoshka/bundle.js';
 import { classify, sliceTensor } from '../cli/clients.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { delta, scrape } from './helpers/prom.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { delta, scrape } from '../harness/prom.js';
 
 /** A small cascade queue drained slowly: one input per encoder call, each encoder batch 20 ms. */
 const QUEUE = 16;

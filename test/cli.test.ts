@@ -9,7 +9,7 @@ import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import type { Evaluation } from '../cli/evaluate.js';
-import { startMesh } from './helpers/mesh.js';
+import { startMesh } from '../harness/mesh.js';
 import { MRL } from './helpers/mrl.js';
 
 const run = promisify(execFile);

@@ -5,7 +5,7 @@ import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
 import { encoderConfig } from '../services/encoder/config.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { waitFor } from './helpers/prometheusServer.js';
 
 // The k8s manifests set MRL_MAX_CONNECTION_AGE_MS so that the cascade's dns:/// channel

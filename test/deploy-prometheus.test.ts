@@ -16,8 +16,8 @@ import {
   renderOverlay,
   RULES_FILE,
 } from './helpers/deploy.js';
-import { healthCheck } from './helpers/health.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { healthCheck } from '../harness/health.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { type RunningPrometheus, startPrometheus, waitFor } from './helpers/prometheusServer.js';
 
 let mesh: TestMesh;

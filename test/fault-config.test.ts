@@ -9,7 +9,7 @@ import { ConfigError, type Env } from '../services/common/config.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { encoderSettings } from '../services/encoder/settings.js';
 import { makeTestPki, type TestPki } from './helpers/certs.js';
-import { runToExit } from './helpers/processes.js';
+import { runToExit } from '../harness/services.js';
 
 let pki: TestPki;
 /** A valid thresholds file for the default bundle's nesting, calibrated for another model. */

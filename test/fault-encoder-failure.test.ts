@@ -3,9 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { closedLoop, late, tally, waitFor } from './helpers/load.js';
-import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { delta, scrape } from './helpers/prom.js';
+import { closedLoop, late, tally, waitFor } from '../harness/load.js';
+import { killAll } from '../harness/processes.js';
+import { delta, scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 
 /** The breaker as configured for this test: it may open once 5 calls in a 2 s window are at least half failures. */
 const BREAKER = { MRL_BREAKER_VOLUME: '5', MRL_BREAKER_ERROR_PERCENT: '50', MRL_BREAKER_RESET_MS: '1000', MRL_BREAKER_WINDOW_MS: '2000' };

@@ -11,10 +11,12 @@ import type { ClassifyRequest } from '../services/common/generated/mrl/v1/Classi
 import type { EncodeRequest } from '../services/common/generated/mrl/v1/EncodeRequest.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
-import { healthCheck } from './helpers/health.js';
+import { peakRssBytes } from '../bench/procStats.js';
+import { healthCheck } from '../harness/health.js';
+import { killAll } from '../harness/processes.js';
+import { delta, scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 import { type HostileCase, hostileCases, type ImageSamples, pngDeclaring, pngPaddedTo } from './helpers/hostile.js';
-import { killAll, peakRssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { delta, scrape } from './helpers/prom.js';
 
 /** Small enough that an oversized message is cheap to build; large enough for every valid request. */
 const MAX_MESSAGE_BYTES = 256 * 1024;

@@ -5,9 +5,11 @@ import { loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { closedLoop, late, type Outcome, outcome, percentile, tally } from './helpers/load.js';
-import { killAll, peakRssBytes, rssBytes, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { delta, scrape } from './helpers/prom.js';
+import { peakRssBytes, rssBytes } from '../bench/procStats.js';
+import { closedLoop, late, type Outcome, outcome, percentile, tally } from '../harness/load.js';
+import { killAll } from '../harness/processes.js';
+import { delta, scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 
 /** A small queue and a slow model (slowBatchMs) make saturation reachable from one test client. */
 const MAX_BATCH = 8;

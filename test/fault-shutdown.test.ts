@@ -3,11 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { healthCheck } from './helpers/health.js';
+import { healthCheck } from '../harness/health.js';
+import { type Outcome, outcome, tally, waitFor } from '../harness/load.js';
+import { killAll } from '../harness/processes.js';
+import { scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 import { watchHealth } from './helpers/healthWatch.js';
-import { type Outcome, outcome, tally, waitFor } from './helpers/load.js';
-import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { scrape } from './helpers/prom.js';
 
 /** A slow model (300 ms a batch of 4) so that SIGTERM finds calls running and queued. */
 const SLOW = { env: { MRL_MAX_BATCH: '4' }, slowBatchMs: 300 };

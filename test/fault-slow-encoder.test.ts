@@ -6,9 +6,10 @@ import { StatusError } from '../services/common/statusError.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { Batcher } from '../services/common/batcher.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
-import { late, outcome, tally, waitFor } from './helpers/load.js';
-import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { delta, scrape } from './helpers/prom.js';
+import { late, outcome, tally, waitFor } from '../harness/load.js';
+import { killAll } from '../harness/processes.js';
+import { delta, scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 
 /** Every encoder batch takes this long (slowBatchMs), one image per batch. */
 const DELAY_MS = 1500;

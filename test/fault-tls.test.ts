@@ -5,10 +5,11 @@ import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classifierClient, classify, encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { makeTestPki, pem, type TestPki } from './helpers/certs.js';
-import { healthCheck } from './helpers/health.js';
-import { outcome } from './helpers/load.js';
-import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { delta, scrape } from './helpers/prom.js';
+import { healthCheck } from '../harness/health.js';
+import { outcome } from '../harness/load.js';
+import { killAll } from '../harness/processes.js';
+import { delta, scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 
 let pki: TestPki;
 let bundle: Bundle;

@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DOCUMENTED_CODES,
-  FAULTS,
   type FaultReport,
-  type NetnsMesh,
+  FAULTS,
   faultTable,
+  type NetnsMesh,
   netnsUnavailable,
   runFault,
   startNetnsMesh,
   sweepLeftovers,
-} from './helpers/netns.js';
+} from '../harness/netns.js';
 
 // The cascade and two encoder replicas as separate hosts (network namespaces), the cascade
 // balancing over both; `npm run chaos` runs the same matrix and prints the table alone.

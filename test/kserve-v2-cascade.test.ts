@@ -15,8 +15,8 @@ import { silentLogger } from '../services/common/logger.js';
 import { loadInferenceProtos } from '../services/common/protos.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { type RunningEncoder, startEncoder } from '../services/encoder/server.js';
-import { healthCheck } from './helpers/health.js';
-import { outcome, waitFor } from './helpers/load.js';
+import { healthCheck } from '../harness/health.js';
+import { outcome, waitFor } from '../harness/load.js';
 
 const LOOPBACK = { MRL_ENCODER_HOST: '127.0.0.1', MRL_CASCADE_HOST: '127.0.0.1', MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0' };
 

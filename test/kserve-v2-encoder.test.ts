@@ -18,9 +18,9 @@ import { silentLogger } from '../services/common/logger.js';
 import { encoderConfig } from '../services/encoder/config.js';
 import { type RunningEncoder, startEncoder } from '../services/encoder/server.js';
 import { ROOT } from './helpers/deploy.js';
-import { healthCheck } from './helpers/health.js';
+import { healthCheck } from '../harness/health.js';
+import { slowBatches } from '../harness/slowEncoder.js';
 import { listedServices, reflect } from './helpers/reflection.js';
-import { slowBatches } from './helpers/slowEncoder.js';
 
 /** The real encoder on loopback, and a V2 client and an mrl.v1 client to it. */
 async function start(env: Env = {}, slowBatchMs = 0) {

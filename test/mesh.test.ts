@@ -8,10 +8,10 @@ import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/C
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { EncodeBatchResponse__Output } from '../services/common/generated/mrl/v1/EncodeBatchResponse.js';
 import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
-import { healthCheck } from './helpers/health.js';
+import { healthCheck } from '../harness/health.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { delta, scrape } from '../harness/prom.js';
 import { listedServices, reflect } from './helpers/reflection.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { delta, scrape } from './helpers/prom.js';
 
 let mesh: TestMesh;
 let bundle: Bundle;

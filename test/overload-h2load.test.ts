@@ -7,9 +7,10 @@ import { classifierClient, classify } from '../cli/clients.js';
 import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { loadMrlProtos } from '../services/common/protos.js';
-import { type Outcome, outcome } from './helpers/load.js';
-import { killAll, type ServiceProcess, spawnService } from './helpers/processes.js';
-import { delta, scrape } from './helpers/prom.js';
+import { type Outcome, outcome } from '../harness/load.js';
+import { killAll } from '../harness/processes.js';
+import { delta, scrape } from '../harness/prom.js';
+import { type ServiceProcess, spawnService } from '../harness/services.js';
 
 const haveH2load = (() => {
   try {

@@ -11,7 +11,7 @@ import { type InputTarget, parsePreprocess, preprocessImage, resizedSize } from 
 import { type Resample, resize } from '../matryoshka/image/resample.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import { fashionPhotos } from './helpers/fashionPhotos.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
 
 const gray = (width: number, height: number, values: number[]): Pixels => ({ width, height, channels: 1, data: Uint8Array.from(values) });
 const row = (values: number[]) => gray(values.length, 1, values);

@@ -6,8 +6,8 @@ import { classify, float32Bytes } from '../cli/clients.js';
 import { type LabelledImages, loadSplit } from '../cli/fashionMnist.js';
 import { minimumSamples } from '../services/cascade/recertification.js';
 import { type Bundle, loadBundle, pixelsToInput } from '../matryoshka/bundle.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { histogramMean, scrape } from './helpers/prom.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { histogramMean, scrape } from '../harness/prom.js';
 import { type RunningPrometheus, startPrometheus, waitFor } from './helpers/prometheusServer.js';
 
 const ALERT = 'MrlCascadeShadowDisagreementHigh';

@@ -5,8 +5,8 @@ import type { WatchView } from '../cli/watch.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, type TestSlice } from '../cli/testSlice.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { scrape } from './helpers/prom.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { scrape } from '../harness/prom.js';
 import { MRL } from './helpers/mrl.js';
 
 let bundle: Bundle;

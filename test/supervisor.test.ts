@@ -12,7 +12,7 @@ import { loadTestSlice } from '../cli/testSlice.js';
 import { loopbackStartEnv } from './helpers/ports.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { createLogger } from '../services/common/logger.js';
-import { waitFor } from './helpers/load.js';
+import { waitFor } from '../harness/load.js';
 import { MRL } from './helpers/mrl.js';
 
 const run = promisify(execFile);

@@ -8,8 +8,8 @@ import { silentLogger } from '../services/common/logger.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { startMesh, type TestMesh } from './helpers/mesh.js';
-import { scrape } from './helpers/prom.js';
+import { startMesh, type TestMesh } from '../harness/mesh.js';
+import { scrape } from '../harness/prom.js';
 
 let dir: string;
 let file: string;

@@ -4,7 +4,7 @@ import { ECHO_SERVICE } from '../bench/echoServer.js';
 import { silentLogger } from '../services/common/logger.js';
 import type { StatusError } from '../services/common/statusError.js';
 import { baseErrorMapper, unary } from '../services/common/unary.js';
-import { waitFor } from './helpers/load.js';
+import { waitFor } from '../harness/load.js';
 
 /** A real grpc-js server on loopback whose one handler answers when the test says so. */
 let server: grpc.Server;

@@ -1,4 +1,4 @@
-import { scrapeUrl } from '../../cli/metrics.js';
+import { scrapeUrl } from '../cli/metrics.js';
 
 /** Fetches a service's Prometheus exposition on loopback: `name{labels}` → value. */
 export function scrape(port: number): Promise<Map<string, number>> {

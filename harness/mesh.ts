@@ -1,10 +1,11 @@
-import { cascadeConfig } from '../../services/cascade/config.js';
-import { type RunningCascade, startCascade } from '../../services/cascade/server.js';
-import { classifierClient, encoderClient } from '../../cli/clients.js';
-import type { Env } from '../../services/common/config.js';
-import { silentLogger } from '../../services/common/logger.js';
-import { encoderConfig } from '../../services/encoder/config.js';
-import { type RunningEncoder, startEncoder } from '../../services/encoder/server.js';
+import { classifierClient, encoderClient } from '../cli/clients.js';
+import { cascadeConfig } from '../services/cascade/config.js';
+import { type RunningCascade, startCascade } from '../services/cascade/server.js';
+import type { Env } from '../services/common/config.js';
+import { silentLogger } from '../services/common/logger.js';
+import { encoderConfig } from '../services/encoder/config.js';
+import { type RunningEncoder, startEncoder } from '../services/encoder/server.js';
+import { type ServiceProcess, spawnService } from './services.js';
 import { slowBatches } from './slowEncoder.js';
 
 export interface TestMesh {
@@ -42,6 +43,30 @@ export async function startMesh(env: Env = {}, options: MeshOptions = {}): Promi
       encoderCli.close();
       await cascade.shutdown();
       await encoder.shutdown();
+    },
+  };
+}
+
+export interface ProcessMesh {
+  encoder: ServiceProcess;
+  cascade: ServiceProcess;
+  /** SIGTERM to both, the cascade first; resolves once both have exited. */
+  stop(): Promise<void>;
+}
+
+/** The encoder and the cascade as processes of their own on loopback, as `npm start` runs them; `env` goes to both. */
+export async function spawnMesh(env: Env = {}): Promise<ProcessMesh> {
+  const encoder = await spawnService('encoder', env);
+  const cascade = await spawnService('cascade', { MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...env }).catch(async (err: unknown) => {
+    await encoder.stop();
+    throw err;
+  });
+  return {
+    encoder,
+    cascade,
+    stop: async () => {
+      await cascade.stop();
+      await encoder.stop();
     },
   };
 }

@@ -6,9 +6,9 @@ const healthProto = grpc.loadPackageDefinition(protoLoader.loadSync(protoPath, {
   grpc: { health: { v1: { Health: typeof grpc.Client } } };
 };
 
-/** Asks grpc.health.v1.Health/Check for `service`; resolves to the status name. */
-export function healthCheck(port: number, service = '', credentials = grpc.credentials.createInsecure()): Promise<string> {
-  const client = new healthProto.grpc.health.v1.Health(`127.0.0.1:${port}`, credentials) as grpc.Client & {
+/** Asks grpc.health.v1.Health/Check for `service` at `host:port` (default host 127.0.0.1); resolves to the status name. */
+export function healthCheck(port: number, service = '', credentials = grpc.credentials.createInsecure(), host = '127.0.0.1'): Promise<string> {
+  const client = new healthProto.grpc.health.v1.Health(`${host}:${port}`, credentials) as grpc.Client & {
     Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
   };
   return new Promise((resolve, reject) =>

@@ -1,17 +1,15 @@
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import sharp from 'sharp';
-import { classifierClient, classify } from '../../cli/clients.js';
-import { parseExposition } from '../../cli/metrics.js';
-import { loadTestSlice, slicePixels } from '../../cli/testSlice.js';
-import { loadBundle } from '../../matryoshka/bundle.js';
-import type { Env } from '../../services/common/config.js';
+import { classifierClient, classify } from '../cli/clients.js';
+import { parseExposition } from '../cli/metrics.js';
+import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
+import { loadBundle } from '../matryoshka/bundle.js';
+import type { Env } from '../services/common/config.js';
 import { type Outcome, outcome, percentile, tally } from './load.js';
-import type { Exit } from './processes.js';
+import { type ServiceName, type ServiceProcess, spawnService } from './services.js';
 
 /*
  * The mesh as three hosts: network namespaces mrl-<pid>-{cascade,enc1,enc2}, each with one veth
@@ -20,7 +18,6 @@ import type { Exit } from './processes.js';
  * Addresses: one /24 of 198.18.0.0/15 (RFC 2544's benchmarking range) per run.
  */
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const exec = promisify(execFile);
 
 export const REPLICAS = ['enc1', 'enc2'] as const;
@@ -177,68 +174,17 @@ export async function createNetwork(): Promise<Network> {
   }
 }
 
-/** A service process inside a host's namespace. */
-export interface NsProcess {
-  child: ChildProcess;
-  pid: number;
-  /** Every line it wrote. */
-  output: string[];
-  exit: Promise<Exit>;
-}
+/** Runs a service in `host`'s namespace, on its address; resolves once it serves. */
+const spawnIn = (host: Host, service: ServiceName, env: Env): Promise<ServiceProcess> =>
+  spawnService(service, env, { host: host.address, prefix: ['ip', 'netns', 'exec', host.ns] });
 
-const withoutMrlSettings = (): Env => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MRL_')));
-
-/** Runs `services/<service>/main.ts` in `host`'s namespace; resolves once it logs that it serves. */
-async function spawnIn(host: Host, service: 'encoder' | 'cascade', env: Env, timeoutMs = 45_000): Promise<NsProcess> {
-  // `ip netns exec` execs the command: the child's pid is node's, for signals.
-  const child = spawn('ip', ['netns', 'exec', host.ns, process.execPath, '--import', 'tsx', `services/${service}/main.ts`], {
-    cwd: ROOT,
-    env: { ...withoutMrlSettings(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  const lines = new Set<(line: string) => void>();
-  for (const stream of [child.stdout!, child.stderr!])
-    createInterface({ input: stream }).on('line', (line) => {
-      output.push(line);
-      for (const l of lines) l(line);
-    });
-  const exit = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  await new Promise<void>((resolve, reject) => {
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      lines.clear();
-      reject(new Error(`${service} in ${host.ns} ${why}:\n${output.join('\n')}`));
-    };
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(`did not serve within ${timeoutMs} ms`);
-    }, timeoutMs);
-    lines.add((line) => {
-      if (line.includes(`"msg":"${service} serving"`)) {
-        clearTimeout(timer);
-        lines.clear();
-        resolve();
-      }
-    });
-    void exit.then((e) => fail(`exited (${e.signal ?? e.code}) before serving`));
-  });
-  return { child, pid: child.pid!, output, exit };
-}
-
-const encoderEnv = (host: Host): Env => ({
-  MRL_ENCODER_HOST: host.address,
-  MRL_ENCODER_PORT: String(PORTS.encoder.grpc),
-  MRL_ENCODER_METRICS_PORT: String(PORTS.encoder.metrics),
-  // Two cores are shared by everything the test starts.
-  MRL_INTRA_OP_THREADS: '1',
-});
+const ENCODER_PORTS: Env = { MRL_ENCODER_PORT: String(PORTS.encoder.grpc), MRL_ENCODER_METRICS_PORT: String(PORTS.encoder.metrics) };
 
 /** The cascade and two encoder replicas, each on its own host, with the cascade's default breaker. */
 export interface NetnsMesh {
   net: Network;
-  cascade: NsProcess;
-  encoders: Record<Replica, NsProcess>;
+  cascade: ServiceProcess;
+  encoders: Record<Replica, ServiceProcess>;
   /** One Classify call from the test's side of the switch, with the next of 16 test-slice PNGs. */
   send(deadline: Date): Promise<unknown>;
   kill(replica: Replica): Promise<void>;
@@ -266,10 +212,9 @@ export async function startNetnsMesh(timing: FaultTiming = TIMING): Promise<Netn
           .toBuffer(),
       ),
     );
-    const [enc1, enc2] = await Promise.all(REPLICAS.map((r) => spawnIn(hosts[r], 'encoder', encoderEnv(hosts[r]))));
-    const encoders: Record<Replica, NsProcess> = { enc1: enc1!, enc2: enc2! };
+    const [enc1, enc2] = await Promise.all(REPLICAS.map((r) => spawnIn(hosts[r], 'encoder', ENCODER_PORTS)));
+    const encoders: Record<Replica, ServiceProcess> = { enc1: enc1!, enc2: enc2! };
     const cascade = await spawnIn(hosts.cascade, 'cascade', {
-      MRL_CASCADE_HOST: hosts.cascade.address,
       MRL_CASCADE_PORT: String(PORTS.cascade.grpc),
       MRL_CASCADE_METRICS_PORT: String(PORTS.cascade.metrics),
       MRL_ENCODER_TARGET: `dns:///${ENCODERS_NAME}:${PORTS.encoder.grpc}`,
@@ -281,12 +226,9 @@ export async function startNetnsMesh(timing: FaultTiming = TIMING): Promise<Netn
       cascade,
       encoders,
       send: (deadline) => classify(client, { image: images[next++ % images.length] }, deadline.getTime() - Date.now()),
-      kill: async (replica) => {
-        encoders[replica].child.kill('SIGKILL');
-        await encoders[replica].exit;
-      },
+      kill: async (replica) => void (await encoders[replica].kill()),
       restart: async (replica) => {
-        encoders[replica] = await spawnIn(hosts[replica], 'encoder', encoderEnv(hosts[replica]));
+        encoders[replica] = await spawnIn(hosts[replica], 'encoder', ENCODER_PORTS);
       },
       metrics: async (host, timeoutMs = 2000) => {
         const port = host === 'cascade' ? PORTS.cascade.metrics : PORTS.encoder.metrics;
