@@ -12,7 +12,7 @@ import {
 import { type Certificate, certifyThresholds, learnCertifySplit, type Risk } from '../matryoshka/certify.js';
 import { expectedCalibrationErrors } from '../matryoshka/temperature.js';
 import type { ThresholdsFile } from '../services/cascade/thresholds.js';
-import type { Bundle } from '../matryoshka/bundle.js';
+import type { Bundle, BundleInfo } from '../matryoshka/bundle.js';
 import { loadSplit } from './fashionMnist.js';
 import { buildLogitTable } from './logitTable.js';
 
@@ -73,7 +73,7 @@ export interface Calibration {
 }
 
 /** Certified thresholds and temperatures for a validation table, with their record. */
-export function calibrateCertified(bundle: Bundle, table: LogitTable, target: CertifiedTarget): Calibration {
+export function calibrateCertified(bundle: BundleInfo, table: LogitTable, target: CertifiedTarget): Calibration {
   const found = certifyThresholds(table, target);
   const tested = selectRows(table, learnCertifySplit(table.n).certify);
   const record = {
@@ -110,7 +110,7 @@ export function calibrateAccuracy(bundle: Bundle, table: LogitTable, target: Acc
 
 /** The calibration record of thresholds, scored on `scoredOn` (labelled). */
 function withRecord(
-  bundle: Bundle,
+  bundle: BundleInfo,
   scoredOn: LogitTable,
   thresholds: number[],
   temperatures: number[],
@@ -138,7 +138,8 @@ function withRecord(
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
-function describe(bundle: Bundle, result: Calibration): string[] {
+/** What a calibration found, a line per fact, as `mrl calibrate` and `mrl fit` print it. */
+export function describeCalibration(bundle: BundleInfo, result: Calibration): string[] {
   const c = result.calibration;
   const cert = c.certificate;
   return [
@@ -160,7 +161,7 @@ export async function calibrateCommand(bundle: Bundle, options: CalibrateOptions
   const table = await buildLogitTable(bundle, await loadSplit('validation'), 'embedding the validation split', options.json);
   const result = options.target.kind === 'certified' ? calibrateCertified(bundle, table, options.target) : calibrateAccuracy(bundle, table, options.target);
   if (options.json) console.log(JSON.stringify(result));
-  else console.log(describe(bundle, result).join('\n'));
+  else console.log(describeCalibration(bundle, result).join('\n'));
   if (options.dryRun) return 0;
   if (options.out) {
     const file: ThresholdsFile = { model: bundle.id, ...result };

@@ -8,6 +8,16 @@ import { progressBar } from './progress.js';
 
 const BATCH = 250;
 
+/** Every stage's raw logits of full-length embeddings (rows × d, row-major): rows × stages × classes, as a logit table holds them. */
+export function stageLogits(cascade: Cascade, embeddings: Float32Array): Float64Array {
+  const d = cascade.nesting[cascade.nesting.length - 1]!;
+  const K = cascade.nesting.length;
+  const C = cascade.classes;
+  const logits = new Float64Array((embeddings.length / d) * K * C);
+  for (let i = 0; i < embeddings.length / d; i++) cascade.logits(embeddings.subarray(i * d, (i + 1) * d)).forEach((l, k) => logits.set(l, (i * K + k) * C));
+  return logits;
+}
+
 /**
  * Embeds every image in-process with the bundle's encoder (the service's session code), then
  * computes every cascade stage's raw logits on each embedding: the table that temperature
@@ -15,19 +25,17 @@ const BATCH = 250;
  */
 export async function buildLogitTable(bundle: Bundle, data: LabelledImages, label: string, quiet: boolean): Promise<LogitTable> {
   const session = await EncoderSession.create(bundle, { executionProviders: ['cpu'], intraOpThreads: 0 }, silentLogger);
-  const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
+  const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads, bundle.normalization);
   const K = bundle.nesting.length;
   const C = bundle.labels.length;
   const logits = new Float64Array(data.count * K * C);
   const bar = progressBar(label, data.count, quiet);
   const px = bundle.input.height * bundle.input.width;
-  const d = bundle.embeddingDim;
   try {
     for (let first = 0; first < data.count; first += BATCH) {
       const n = Math.min(BATCH, data.count - first);
       const out = await session.run(pixelsToInput(data.images.subarray(first * px, (first + n) * px), bundle.input), n);
-      for (let i = 0; i < n; i++)
-        cascade.logits(out.subarray(i * d, (i + 1) * d)).forEach((l, k) => logits.set(l, ((first + i) * K + k) * C));
+      logits.set(stageLogits(cascade, out), first * K * C);
       bar.tick(first + n);
     }
   } finally {

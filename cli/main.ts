@@ -7,6 +7,8 @@ import { type CalibrationTarget, calibrateCommand } from './calibrate.js';
 import { classifyCommand } from './classify.js';
 import { evaluateTable, formatEvaluation } from './evaluate.js';
 import { TRITON_DEFAULTS, exportTritonCommand } from './exportTriton.js';
+import { fitMain } from './fit.js';
+import { importCommand } from './import.js';
 import { reportCommand } from './report.js';
 import { loadSplit } from './fashionMnist.js';
 import { buildLogitTable } from './logitTable.js';
@@ -27,6 +29,10 @@ Commands:
   report                    certify at several bounds, evaluate on test, write the table and plot
   watch                     a running cascade's live average dimension, shadow disagreement and certificate
   export-triton DIR         write a Triton model repository for the bundle's encoder into DIR
+  fit DIR --data FOLDER     fit a bundle's heads, temperatures and certified thresholds on images (or
+                            --embeddings FILE.jsonl); see mrl fit --help
+  import --out DIR          write a bundle without heads from an ONNX encoder, or for embeddings computed
+                            elsewhere (embeddings-only); \`mrl fit\` gives it heads
   help                      show this text
 
 Options:
@@ -60,6 +66,20 @@ export-triton (DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx; Triton serve
   --max-queue N             max_queue_size: requests waiting before Triton refuses more (default ${TRITON_DEFAULTS.maxQueue})
   --max-delay-us N          max_queue_delay_microseconds: longest wait for a batch to fill (default ${TRITON_DEFAULTS.maxDelayUs})
 
+import (writes DIR/model.json, and DIR/encoder.onnx with --encoder):
+  --encoder FILE            an ONNX image encoder: one float32 input, a float32 [batch, d] embedding output
+  --embedding-dim D         instead of --encoder: an embeddings-only bundle, classifying \`embedding\` requests
+  --labels FILE             class names, one per line
+  --nesting A,B,...,D       the Matryoshka sizes, ascending, the last the embedding size
+  --preprocess FILE         with --encoder: the image pipeline (a Hugging Face preprocessor_config.json)
+  --output NAME             with --encoder: the embedding output, where the model has several
+  --layout NCHW|NHWC        with --encoder: where the input's shape does not tell
+  --normalization N         before each head: none, l2 (after truncation) or layer_norm_l2 (a layer
+                            norm over the whole embedding, then l2) (default none)
+  --name NAME               (default: DIR's folder name)
+  --version V               (default 1.0.0)
+  --out DIR                 the new bundle's folder (made if missing; refused if it holds a model.json)
+
 eval:
   --thresholds FILE         thresholds file to evaluate (default: the bundle's)
   --policy full             the no-cascade baseline
@@ -67,6 +87,7 @@ eval:
 `;
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'fit') return fitMain(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -95,6 +116,16 @@ async function main(argv: string[]): Promise<number> {
       'max-batch': { type: 'string', default: String(TRITON_DEFAULTS.maxBatch) },
       'max-queue': { type: 'string', default: String(TRITON_DEFAULTS.maxQueue) },
       'max-delay-us': { type: 'string', default: String(TRITON_DEFAULTS.maxDelayUs) },
+      encoder: { type: 'string' },
+      'embedding-dim': { type: 'string' },
+      labels: { type: 'string' },
+      nesting: { type: 'string' },
+      preprocess: { type: 'string' },
+      output: { type: 'string' },
+      layout: { type: 'string' },
+      normalization: { type: 'string' },
+      name: { type: 'string' },
+      version: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -176,6 +207,11 @@ async function main(argv: string[]): Promise<number> {
       // Triton takes max_queue_size 0 as unbounded.
       if (maxBatch < 1 || maxQueue < 1) throw new Error('--max-batch and --max-queue must be at least 1');
       return exportTritonCommand(await loadBundle(values.model), rest[0]!, { maxBatch, maxQueue, maxDelayUs }, values.json);
+    }
+    case 'import': {
+      if (rest.length > 0) throw new Error('import takes options only: mrl import --encoder model.onnx --labels labels.txt --nesting ... --out DIR');
+      const { encoder, labels, nesting, preprocess, output, layout, normalization, name, version, out } = values;
+      return importCommand({ encoder, embeddingDim: values['embedding-dim'], labels, nesting, preprocess, output, layout, normalization, name, version, out }, values.json);
     }
     default:
       throw new Error(`unknown command ${JSON.stringify(command)}; see mrl --help`);

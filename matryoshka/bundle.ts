@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../services/common/runtime.js';
 import { type ImagePipeline, type InputTarget, type Layout, PreprocessError, parsePreprocess, toTensor } from './image/preprocess.js';
+import { NORMALIZATIONS, type Normalization } from './normalize.js';
 
 /** The model bundle shipped in the repository and served by default. */
 export const DEFAULT_MODEL_DIR = join(PACKAGE_ROOT, 'models', 'fashion-mnist-mrl');
@@ -35,20 +36,34 @@ export interface LinearHead {
   bias: Float32Array;
 }
 
-export interface Bundle {
+/** What every bundle declares. */
+export interface BundleInfo {
   dir: string;
   name: string;
   version: string;
   /** `name@version`, as responses report it. */
   id: string;
-  input: InputSpec;
-  /** How an image becomes the encoder's input: model.json `preprocess`. */
-  preprocess: ImagePipeline;
-  outputName: string;
   embeddingDim: number;
   /** Prefix sizes, increasing; the last is `embeddingDim`. */
   nesting: number[];
   labels: string[];
+  /** How each prefix is normalised before its head: model.json `normalization`, default `none`. */
+  normalization: Normalization;
+  /** model.json as parsed, for metadata the services pass on (metrics, calibration record). */
+  meta: Record<string, unknown>;
+}
+
+/** A bundle's encoder: model.json `input`, `preprocess` and `output`, and encoder.onnx. An embeddings-only bundle has none. */
+export interface BundleEncoder {
+  input: InputSpec;
+  /** How an image becomes the encoder's input: model.json `preprocess`. */
+  preprocess: ImagePipeline;
+  outputName: string;
+  encoderPath: string;
+}
+
+/** A bundle's classifier: model.json `heads` and what goes with them. `mrl import` leaves it out; `mrl fit` writes it. */
+export interface BundleHeads {
   headKind: HeadKind;
   /** MRL: one head per nesting size. MRL-E: one head of size `embeddingDim`. */
   heads: LinearHead[];
@@ -56,10 +71,18 @@ export interface Bundle {
   thresholds: number[];
   /** One per stage: logits are divided by it before the softmax (model.json `temperatures`, default 1). */
   temperatures: number[];
-  encoderPath: string;
-  /** model.json as parsed, for metadata the services pass on (metrics, calibration record). */
-  meta: Record<string, unknown>;
 }
+
+type Lacking<T> = { [K in keyof T]?: undefined };
+
+/** Any bundle: `input` (and the rest of BundleEncoder) undefined when embeddings-only, `heads` (and the rest) before `mrl fit`. */
+export type AnyBundle = BundleInfo & (BundleEncoder | Lacking<BundleEncoder>) & (BundleHeads | Lacking<BundleHeads>);
+
+/** A bundle with heads, as the cascade serves it: its encoder absent when embeddings-only. */
+export type ClassifierBundle = BundleInfo & BundleHeads & (BundleEncoder | Lacking<BundleEncoder>);
+
+/** A bundle with an encoder and heads: what `loadBundle` gives. */
+export type Bundle = BundleInfo & BundleEncoder & BundleHeads;
 
 export class BundleError extends Error {
   constructor(dir: string, message: string) {
@@ -100,8 +123,21 @@ export function validateTemperatures(temperatures: unknown, nesting: number[]): 
   return undefined;
 }
 
-/** Loads and validates `model.json` and the heads of a bundle folder. */
-export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bundle> {
+/** Why `nesting` does not fit an embedding of `embeddingDim` values (ascending, unique, at most d, the last d), or undefined. */
+export function nestingError(nesting: readonly number[], embeddingDim: number): string | undefined {
+  for (let i = 1; i < nesting.length; i++) {
+    if (nesting[i] === nesting[i - 1]) return `nesting ${nesting.join(',')} repeats ${nesting[i]}`;
+    if (nesting[i]! < nesting[i - 1]!) return `nesting ${nesting.join(',')} must ascend, but ${nesting[i]} comes after ${nesting[i - 1]}`;
+  }
+  const over = nesting.find((m) => m > embeddingDim);
+  if (over !== undefined) return `nesting size ${over} is more than the embedding's ${embeddingDim} dimensions`;
+  const last = nesting[nesting.length - 1];
+  if (last !== embeddingDim) return `the last nesting size must be the whole embedding, ${embeddingDim}, not ${last}`;
+  return undefined;
+}
+
+/** Loads and validates a bundle folder's `model.json`, and its heads where it has them. */
+export async function readBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<AnyBundle> {
   const dir = resolve(dirArg);
   const fail = (m: string): never => {
     throw new BundleError(dir, m);
@@ -117,16 +153,45 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
   const version = field(meta, 'version', isString, 'a non-empty string', fail);
   const embeddingDim = field(meta, 'embedding_dim', isPositiveInt, 'a positive integer', fail);
   const nesting = field(meta, 'nesting', isIntArray, 'an array of positive integers', fail);
-  if (nesting.some((m, i) => i > 0 && m <= nesting[i - 1]!)) fail('nesting must be increasing');
-  if (nesting[nesting.length - 1] !== embeddingDim) fail('the last nesting size must equal embedding_dim');
+  const badNesting = nestingError(nesting, embeddingDim);
+  if (badNesting) fail(`model.json field "nesting": ${badNesting}`);
   const labels = field(meta, 'labels', isStringArray, 'an array of class names', fail);
-  const thresholds = field(meta, 'thresholds', isProbArray, 'an array of numbers in [0, 1]', fail);
-  const bad = validateThresholds(thresholds, nesting);
-  if (bad) fail(bad);
-  const temperatures = meta.temperatures === undefined ? nesting.map(() => 1) : (meta.temperatures as number[]);
-  const badT = validateTemperatures(temperatures, nesting);
-  if (badT) fail(badT);
+  const repeated = labels.find((l, i) => labels.indexOf(l) !== i);
+  if (repeated !== undefined) fail(`model.json field "labels" lists ${JSON.stringify(repeated)} twice`);
+  const normalization =
+    meta.normalization === undefined
+      ? 'none'
+      : field(meta, 'normalization', (v): v is Normalization => NORMALIZATIONS.includes(v as Normalization), NORMALIZATIONS.map((n) => `"${n}"`).join(', '), fail);
+  const info: BundleInfo = { dir, name, version, id: `${name}@${version}`, embeddingDim, nesting, labels, normalization, meta };
+  return { ...info, ...encoderOf(meta, dir, fail), ...(await headsOf(meta, info, fail)) };
+}
 
+/** The command that gives `bundle` heads: from images with an encoder, from embeddings without. */
+export function fitCommand(bundle: AnyBundle): string {
+  return `npx mrl fit ${bundle.dir} ${bundle.input ? '--data FOLDER' : '--embeddings FILE.jsonl'}`;
+}
+
+/** `bundle`, refused unless it has heads (what the cascade serves). */
+export function requireHeads(bundle: AnyBundle): ClassifierBundle {
+  if (bundle.heads === undefined) throw new BundleError(bundle.dir, `has no heads: run \`${fitCommand(bundle)}\` first`);
+  return bundle;
+}
+
+/** Loads a bundle that has an encoder and heads: what the encoder service, calibration and evaluation need. */
+export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bundle> {
+  const bundle = requireHeads(await readBundle(dirArg));
+  if (bundle.input === undefined)
+    throw new BundleError(bundle.dir, 'is embeddings-only (model.json declares no "input": there is no encoder): only the cascade serves it, classifying `embedding` requests');
+  return bundle;
+}
+
+/** model.json's encoder, or none (an embeddings-only bundle: no "input", "preprocess" or "output"). */
+function encoderOf(meta: Json, dir: string, fail: (m: string) => never): BundleEncoder | Lacking<BundleEncoder> {
+  if (meta.input === undefined) {
+    const stray = ['preprocess', 'output'].filter((k) => meta[k] !== undefined);
+    if (stray.length) fail(`model.json has ${stray.map((k) => `"${k}"`).join(' and ')} but no "input": an embeddings-only bundle declares no encoder`);
+    return {};
+  }
   const inputMeta = field(meta, 'input', isObject, 'an object', fail);
   const preprocess = meta.preprocess === undefined ? legacyPipeline(inputMeta, fail) : declaredPipeline(meta.preprocess, inputMeta, fail);
   const input: InputSpec = {
@@ -134,6 +199,22 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
     ...inputSpecOf(preprocess),
   };
   const output = field(meta, 'output', isObject, 'an object', fail);
+  return { input, preprocess, outputName: field(output, 'name', isString, 'a non-empty string', fail), encoderPath: join(dir, 'encoder.onnx') };
+}
+
+/** model.json's heads (read from their file) with thresholds and temperatures, or none before `mrl fit`. */
+async function headsOf(meta: Json, { dir, nesting, embeddingDim, labels }: BundleInfo, fail: (m: string) => never): Promise<BundleHeads | Lacking<BundleHeads>> {
+  if (meta.heads === undefined) {
+    const stray = ['thresholds', 'temperatures'].filter((k) => meta[k] !== undefined);
+    if (stray.length) fail(`model.json has ${stray.map((k) => `"${k}"`).join(' and ')} but no "heads"`);
+    return {};
+  }
+  const thresholds = field(meta, 'thresholds', isProbArray, 'an array of numbers in [0, 1]', fail);
+  const bad = validateThresholds(thresholds, nesting);
+  if (bad) fail(bad);
+  const temperatures = meta.temperatures === undefined ? nesting.map(() => 1) : (meta.temperatures as number[]);
+  const badT = validateTemperatures(temperatures, nesting);
+  if (badT) fail(badT);
 
   const headsMeta = field(meta, 'heads', isObject, 'an object', fail);
   const headKind = field(headsMeta, 'type', (v): v is HeadKind => v === 'mrl' || v === 'mrl-e', '"mrl" or "mrl-e"', fail);
@@ -167,25 +248,14 @@ export async function loadBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<Bu
       bias: slice(field(t, 'bias', isObject, 'an object', fail), `head ${size} bias`, [labels.length]),
     };
   });
+  return { headKind, heads, thresholds, temperatures };
+}
 
-  return {
-    dir,
-    name,
-    version,
-    id: `${name}@${version}`,
-    input,
-    preprocess,
-    outputName: field(output, 'name', isString, 'a non-empty string', fail),
-    embeddingDim,
-    nesting,
-    labels,
-    headKind,
-    heads,
-    thresholds,
-    temperatures,
-    encoderPath: join(dir, 'encoder.onnx'),
-    meta,
-  };
+/** The input a pipeline must fill, from an ONNX image input's shape (4 dimensions, -1 where open) and layout; a string says why it cannot be one. */
+export function inputTarget(shape: readonly number[], layout: Layout): InputTarget | string {
+  const [c, h, w] = layout === 'NCHW' ? shape.slice(1) : [shape[3], shape[1], shape[2]];
+  if (c !== 1 && c !== 3) return `must give 1 or 3 channels (${layout}), not ${c}`;
+  return { channels: c, layout, height: h! > 0 ? h : undefined, width: w! > 0 ? w : undefined };
 }
 
 /** A bundle with `preprocess`: `input` {name, shape, layout} is the ONNX input; the pipeline must fill it. */
@@ -200,9 +270,8 @@ function declaredPipeline(raw: unknown, inputMeta: Json, fail: (m: string) => ne
     'an array of 4 dimensions (positive, or -1 where the model leaves one open)',
     fail,
   );
-  const [c, h, w] = layout === 'NCHW' ? shape.slice(1) : [shape[3], shape[1], shape[2]];
-  if (c !== 1 && c !== 3) fail(`model.json field "input.shape" must give 1 or 3 channels (${layout}), not ${c}`);
-  const target: InputTarget = { channels: c as 1 | 3, layout, height: h! > 0 ? h : undefined, width: w! > 0 ? w : undefined };
+  const target = inputTarget(shape, layout);
+  if (typeof target === 'string') return fail(`model.json field "input.shape" ${target}`);
   try {
     return parsePreprocess(raw, target);
   } catch (err) {

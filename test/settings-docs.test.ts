@@ -10,10 +10,13 @@ describe("the README's settings table", () => {
     expect(readme).toBe(withSettingsTable(readme));
   });
 
-  it('lists every declared setting once, and only those', () => {
-    const declared = new Set([...Object.values(encoderSettings), ...Object.values(cascadeSettings)].map((s) => s.name));
-    const listed = [...settingsTable().matchAll(/^\| `(MRL_[A-Z_]+)` \|/gm)].map((m) => m[1]);
-    expect(listed.sort()).toEqual([...declared].sort());
+  it('lists every declared setting once per service reading it (once as "both" when they share its entry), and only those', () => {
+    const rows = (service: string, table: typeof encoderSettings | typeof cascadeSettings) => Object.values(table).map((s) => `${s.name} ${service}`);
+    const declared = [...rows('encoder', encoderSettings), ...rows('cascade', cascadeSettings)];
+    const listed = [...settingsTable().matchAll(/^\| `(MRL_[A-Z_]+)` \| (both|cascade|encoder) \|/gm)].flatMap((m) =>
+      m[2] === 'both' ? [`${m[1]} encoder`, `${m[1]} cascade`] : [`${m[1]} ${m[2]}`],
+    );
+    expect(listed.sort()).toEqual(declared.sort());
   });
 
   it('is replaced between the markers, and nothing else changes', () => {

@@ -1,5 +1,5 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { type Bundle, validateTemperatures, validateThresholds } from '../../matryoshka/bundle.js';
+import { type ClassifierBundle, validateTemperatures, validateThresholds } from '../../matryoshka/bundle.js';
 import type { Logger } from '../common/logger.js';
 
 /**
@@ -48,7 +48,7 @@ export class ThresholdsFileError extends Error {
 }
 
 /** Reads and validates a thresholds file against the bundle it is to serve; throws with the reason. */
-export function readThresholdsFile(path: string, bundle: Pick<Bundle, 'id' | 'nesting'>): ThresholdsFile {
+export function readThresholdsFile(path: string, bundle: Pick<ClassifierBundle, 'id' | 'nesting'>): ThresholdsFile {
   const invalid = (why: string) => new ThresholdsFileError('error', `thresholds file ${path}: ${why}`);
   let parsed: unknown;
   try {
@@ -70,7 +70,7 @@ export function readThresholdsFile(path: string, bundle: Pick<Bundle, 'id' | 'ne
 }
 
 /** The settings a thresholds file gives a bundle: its thresholds, its temperatures or the bundle's. */
-export function exitSettings(bundle: Bundle, file?: ThresholdsFile): ExitSettings {
+export function exitSettings(bundle: ClassifierBundle, file?: ThresholdsFile): ExitSettings {
   return file
     ? { thresholds: file.thresholds, temperatures: file.temperatures ?? bundle.temperatures, certificate: certificateOf(file.calibration) }
     : { thresholds: bundle.thresholds, temperatures: bundle.temperatures, certificate: certificateOf(bundle.meta.calibration) };
@@ -97,7 +97,7 @@ export class ThresholdStore {
   #current: ExitSettings;
 
   constructor(
-    private readonly bundle: Bundle,
+    private readonly bundle: ClassifierBundle,
     private readonly options: ThresholdStoreOptions,
     private readonly logger: Logger,
   ) {
