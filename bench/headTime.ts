@@ -1,14 +1,23 @@
-import { Cascade } from '../matryoshka/cascade.js';
+import * as ort from 'onnxruntime-node';
 import type { HeadKind, LinearHead } from '../matryoshka/bundle.js';
+import { Cascade } from '../matryoshka/cascade.js';
+import { gemmModel } from '../matryoshka/gemmModel.js';
+import { ortHeadKernel } from '../matryoshka/ortHeads.js';
 
 export interface HeadTimeResult {
   kind: HeadKind;
   classes: number;
   dimension: number;
+  /** Requests per batch of stages (as the cascade batches a turn's requests). */
+  batch: number;
   requests: number;
   avg_dimension: number;
   cascade_us_per_request: number;
   full_us_per_request: number;
+  /** A bare onnxruntime Gemm of the full head's shape over the same batch, µs a request. */
+  bare_matmul_us_per_request: number;
+  /** bare ÷ full head time: how near the full-size heads run to the bare matrix product (1 = as fast). */
+  full_vs_bare: number;
   /** cascade ÷ full head time. */
   time_ratio: number;
   /** average ÷ full dimension. */
@@ -19,16 +28,26 @@ function rng(seed: number) {
   return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5);
 }
 
+/** Mean µs a request of `run` over `batches`, after one warm-up batch. */
+async function time(batches: Float32Array[][], run: (zs: Float32Array[]) => Promise<unknown>): Promise<number> {
+  await run(batches[0]!);
+  const t0 = performance.now();
+  for (const zs of batches) await run(zs);
+  return ((performance.now() - t0) * 1000) / batches.reduce((n, b) => n + b.length, 0);
+}
+
 /**
  * A synthetic large-label bundle (L classes, d dims, nesting 8…d): class prototypes whose first
  * coordinates carry most of the signal, as an MRL model's do, so that easy inputs exit early.
- * Heads are the prototypes (MRL: one truncated copy per size; MRL-E: the shared matrix).
+ * Heads are the prototypes (MRL: one truncated copy per size; MRL-E: the shared matrix). The
+ * cascade and the full size run as the service runs them, batches of stages on onnxruntime;
+ * beside them, a bare Gemm of the full head's shape over the same batches.
  */
-export function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requests = 400, threshold = 0.9, signal = 1): HeadTimeResult {
+export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requests = 512, batch = 64, threshold = 0.9, signal = 1): Promise<HeadTimeResult> {
   const nesting: number[] = [];
   for (let m = 8; m <= d; m *= 2) nesting.push(m);
   const r = rng(42);
-  const proto = Float32Array.from({ length: classes * d }, (_, i) => r() * 6 / Math.sqrt(1 + (i % d) / 8));
+  const proto = Float32Array.from({ length: classes * d }, (_, i) => (r() * 6) / Math.sqrt(1 + (i % d) / 8));
   const heads: LinearHead[] =
     kind === 'mrl-e'
       ? [{ size: d, weight: proto, bias: new Float32Array(classes) }]
@@ -38,6 +57,7 @@ export function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requ
           return { size: m, weight: w, bias: new Float32Array(classes) };
         });
   const cascade = new Cascade(kind, nesting, heads);
+  const kernel = ortHeadKernel(cascade);
   // Inputs: a class prototype scaled by a per-input strength, plus noise: strong ones are
   // confident at 8 dimensions, weak ones need many more.
   const inputs = Array.from({ length: requests }, (_, i) => {
@@ -45,25 +65,38 @@ export function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requ
     const strength = signal * 2 ** (-6 * Math.abs(r()) * 2);
     return Float32Array.from({ length: d }, (_, j) => proto[c * d + j]! * strength + r() * 0.5);
   });
+  const batches = Array.from({ length: Math.ceil(requests / batch) }, (_, b) => inputs.slice(b * batch, (b + 1) * batch));
   const thresholds = new Array<number>(nesting.length - 1).fill(threshold);
-  const time = (run: (z: Float32Array) => number): { us: number; dims: number } => {
-    let dims = 0;
-    for (const z of inputs.slice(0, 20)) run(z); // warm-up
-    const t0 = performance.now();
-    for (const z of inputs) dims += run(z);
-    return { us: ((performance.now() - t0) * 1000) / inputs.length, dims: dims / inputs.length };
-  };
-  const cas = time((z) => cascade.classify(z, { thresholds }).dimensionUsed);
-  const full = time((z) => cascade.classify(z, { thresholds, policy: 'full' }).dimensionUsed);
+  let dims = 0;
+  const cas = await time(batches, async (zs) => {
+    const results = await cascade.classifyBatch(zs, zs.map(() => ({ thresholds })), kernel);
+    dims += results.reduce((n, res) => n + res.dimensionUsed, 0);
+  });
+  const full = await time(batches, (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds, policy: 'full' as const })), kernel));
+  const bare = await ort.InferenceSession.create(gemmModel({ classes, inputs: d, weight: proto, bias: new Float32Array(classes), exitStats: false }), {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const bareUs = await time(batches, (zs) => {
+    const x = new Float32Array(zs.length * d);
+    zs.forEach((z, i) => x.set(z, i * d));
+    return bare.run({ x: new ort.Tensor('float32', x, [zs.length, d]) });
+  });
+  // The warm-up batch counted too: average over what was measured.
+  const avgDimension = dims / (requests + batches[0]!.length);
   return {
     kind,
     classes,
     dimension: d,
+    batch,
     requests,
-    avg_dimension: cas.dims,
-    cascade_us_per_request: cas.us,
-    full_us_per_request: full.us,
-    time_ratio: cas.us / full.us,
-    dimension_ratio: cas.dims / d,
+    avg_dimension: avgDimension,
+    cascade_us_per_request: cas,
+    full_us_per_request: full,
+    bare_matmul_us_per_request: bareUs,
+    full_vs_bare: bareUs / full,
+    time_ratio: cas / full,
+    dimension_ratio: avgDimension / d,
   };
 }

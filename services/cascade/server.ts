@@ -1,4 +1,4 @@
-import { loadBundle } from '../../matryoshka/bundle.js';
+import { readBundle, requireHeads } from '../../matryoshka/bundle.js';
 import { ConfigError } from '../common/config.js';
 import { startGrpcServer } from '../common/grpcServer.js';
 import { parseTolerantService } from '../common/unary.js';
@@ -7,6 +7,8 @@ import { startMetricsServer } from '../common/metricsServer.js';
 import { loadMrlProtos } from '../common/protos.js';
 import { serverCredentials } from '../common/tls.js';
 import { Cascade } from '../../matryoshka/cascade.js';
+import { ORT_HEADS_MIN_MACS, ortHeadKernel } from '../../matryoshka/ortHeads.js';
+import { HeadRunner } from './headRunner.js';
 import type { CascadeConfig } from './config.js';
 import { EncoderThread } from './encoderThread.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
@@ -26,9 +28,12 @@ export interface RunningCascade {
   shutdown(): Promise<void>;
 }
 
-/** Loads the bundle's heads and thresholds, then serves mrl.v1.Classifier, health, reflection and /metrics. */
+/**
+ * Loads the bundle's heads and thresholds, then serves mrl.v1.Classifier, health, reflection and
+ * /metrics. An embeddings-only bundle gets no encoder gateway: it classifies `embedding` requests only.
+ */
 export async function startCascade(config: CascadeConfig, logger: Logger): Promise<RunningCascade> {
-  const bundle = await loadBundle(config.modelDir);
+  const bundle = requireHeads(await readBundle(config.modelDir));
   const metrics = createCascadeMetrics(bundle.nesting);
   const showSettings = (settings: ExitSettings) => {
     settings.thresholds.forEach((v, i) => metrics.threshold.set({ dimension: String(bundle.nesting[i]) }, v));
@@ -74,11 +79,12 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
         `with delta ${terms.delta}: it needs at least ${minimumSamples(terms)}`,
     );
   showSettings(thresholds.current);
-  // With a V2 server the cascade serves only while the server's model fits its heads.
-  const checked = config.encoder.protocol === 'kserve-v2';
+  // With a V2 server the cascade serves only while the server's model fits its heads; with no encoder, at once.
+  const checked = bundle.input !== undefined && config.encoder.protocol === 'kserve-v2';
   let fits = !checked;
   let serving: ((ok: boolean) => void) | undefined;
-  const encoder = await EncoderThread.start(
+  // An embeddings-only bundle has nothing to encode with: no gateway thread, and the service refuses images and tensors.
+  const encoder = bundle.input === undefined ? undefined : await EncoderThread.start(
     {
       gateway: { target: config.encoderTarget, breaker: config.breaker, queues: config.queues, embeddingDim: bundle.embeddingDim },
       channel: { target: config.encoderTarget, tls: config.encoderTls, maxMessageBytes: config.maxMessageBytes, keepaliveMs: config.encoderKeepaliveMs },
@@ -95,9 +101,11 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       serving?.(fits);
     },
   );
-  const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort, () => encoder.metricsText());
-  const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads);
-  const shadow = new ShadowSampler(cascade, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
+  const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort, encoder && (() => encoder.metricsText()));
+  const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads, bundle.normalization);
+  // Large heads run as matrix products on onnxruntime; small ones cost less in JavaScript.
+  const heads = new HeadRunner(cascade, bundle.labels.length * bundle.embeddingDim >= ORT_HEADS_MIN_MACS ? ortHeadKernel(cascade) : cascade.js);
+  const shadow = new ShadowSampler(heads, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
   const recertification = config.shadow.recalibrate
     ? startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000 }, metrics, logger)
     : undefined;
@@ -111,6 +119,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
         createClassifierService({
           bundle,
           cascade,
+          heads,
           thresholds,
           shadow,
           encoder,
@@ -137,8 +146,8 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
     encoder_tls: config.encoderTls ? (config.encoderTls.cert ? 'mutual' : 'server') : 'off',
     model: bundle.id,
     heads: bundle.headKind,
-    encoder: config.encoderTarget,
-    encoder_protocol: config.encoder.protocol,
+    normalization: bundle.normalization,
+    ...(encoder ? { encoder: config.encoderTarget, encoder_protocol: config.encoder.protocol } : { encoder: 'none (an embeddings-only bundle)' }),
   });
   return {
     port: grpcServer.port,
@@ -151,7 +160,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       await grpcServer.shutdown(config.shutdownGraceMs);
       await recertification?.stop();
       thresholds.close();
-      await encoder.close();
+      await encoder?.close();
       await metricsServer.close();
     },
   };

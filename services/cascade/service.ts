@@ -1,5 +1,5 @@
 import { status, type ServerUnaryCall } from '@grpc/grpc-js';
-import type { Bundle } from '../../matryoshka/bundle.js';
+import type { ClassifierBundle } from '../../matryoshka/bundle.js';
 import type { ClassifierHandlers } from '../common/generated/mrl/v1/Classifier.js';
 import type { ClassifyBatchRequest__Output } from '../common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse } from '../common/generated/mrl/v1/ClassifyBatchResponse.js';
@@ -11,23 +11,27 @@ import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
-import { Cascade, type Policy } from '../../matryoshka/cascade.js';
-import type { EncoderLane, EncoderThread } from './encoderThread.js';
+import { type Cascade, type Policy, topClasses } from '../../matryoshka/cascade.js';
+import type { EncoderThread } from './encoderThread.js';
+import type { HeadRunner } from './headRunner.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';
 import type { ThresholdStore } from './thresholds.js';
 
 export interface ClassifierServiceDeps {
-  bundle: Bundle;
+  bundle: ClassifierBundle;
   cascade: Cascade;
+  /** Runs the heads: the requests of one turn as one batch per stage. */
+  heads: HeadRunner;
   thresholds: ThresholdStore;
   /** Samples answers for shadow agreement. */
   shadow: ShadowSampler;
   /**
    * The way to the encoder for unary Classify calls, and a second one, with a queue of its own,
    * for ClassifyBatch items: a bulk job can fill only its own queue, never the interactive one.
+   * Undefined for an embeddings-only bundle: image and tensor inputs are refused.
    */
-  encoder: Pick<EncoderThread, 'interactive' | 'bulk'>;
+  encoder: Pick<EncoderThread, 'interactive' | 'bulk'> | undefined;
   metrics: CascadeMetrics;
   logger: Logger;
   /** Deadline given to encoder calls when the caller set none, ms. */
@@ -62,10 +66,10 @@ function policyOf(req: Options): Policy {
   return policy;
 }
 
-/** The precomputed embedding, validated: a nesting size long, finite values. */
-function embeddingOf(values: number[], nesting: readonly number[]): Float32Array {
-  if (!nesting.includes(values.length))
-    throw invalidArgument(`embedding has ${values.length} values; expected one of the nesting sizes ${nesting.join(', ')}`);
+/** The precomputed embedding, validated: a length the cascade takes, finite values. */
+function embeddingOf(values: number[], cascade: Cascade): Float32Array {
+  const badLength = cascade.embeddingError(values.length);
+  if (badLength) throw invalidArgument(badLength);
   const z = Float32Array.from(values);
   const bad = nonFiniteError(z, 'embedding');
   if (bad) throw bad;
@@ -84,6 +88,16 @@ interface Checked {
 export function createClassifierService(deps: ClassifierServiceDeps): ClassifierHandlers {
   const { bundle, cascade, metrics } = deps;
   const mapError = baseErrorMapper(deps.logger);
+  const lengths = cascade.embeddingLengths;
+  const embeddingsOnly = () =>
+    invalidArgument(
+      `this bundle is embeddings-only: send \`embedding\` (${lengths.length === 1 ? `all ${lengths[0]} values` : `N values, N one of the nesting sizes ${lengths.join(', ')}`})`,
+    );
+  /** The encoder lanes, or the refusal of an embeddings-only bundle. */
+  const encoderLanes = () => {
+    if (!deps.encoder) throw embeddingsOnly();
+    return deps.encoder;
+  };
 
   const checkOptions = (o: Options): Checked => {
     const policy = policyOf(o);
@@ -103,18 +117,15 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   };
 
   /** Runs the cascade on an embedding and records what it did. */
-  const respond = (z: Float32Array, c: Checked): ClassifyResponse => {
+  const respond = async (z: Float32Array, c: Checked): Promise<ClassifyResponse> => {
     const settings = deps.thresholds.current;
-    const result = cascade.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy });
+    const result = await deps.heads.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy });
     // Only an answer that could have escalated to the full size can disagree with it.
     if (c.policy === 'cascade' && c.cap === bundle.embeddingDim && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });
-    const top = Array.from(result.probabilities.keys())
-      .sort((a, b) => result.probabilities[b]! - result.probabilities[a]! || a - b)
-      .slice(0, c.topK)
-      .map((i) => ({ label: bundle.labels[i]!, class_index: i, probability: result.probabilities[i]! }));
+    const top = topClasses(result, c.topK).map((t) => ({ label: bundle.labels[t.classIndex]!, class_index: t.classIndex, probability: t.probability }));
     return {
       label: bundle.labels[result.classIndex]!,
       class_index: result.classIndex,
@@ -134,24 +145,24 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
 
   /**
    * The request's embedding, as long as it may use: given, or from the encoder (only the prefix
-   * the request can use: less to send, less to copy).
+   * the request can use, less to send and copy, unless normalising reads the whole embedding).
    */
   const embed = (
-    encoder: EncoderLane,
+    lane: 'interactive' | 'bulk',
     req: ClassifyRequest__Output,
     c: Checked,
     deadline: Date,
     signal: AbortSignal,
   ): Promise<Float32Array> | Float32Array => {
-    if (req.input === 'embedding') return embeddingOf(req.embedding!.values, bundle.nesting);
+    if (req.input === 'embedding') return embeddingOf(req.embedding!.values, cascade);
     const input: EncodeInput = req.input === 'image' ? { image: req.image } : { tensor: req.tensor };
-    return encoder.encode(input, c.cap, deadline, signal);
+    return encoderLanes()[lane].encode(input, cascade.neededLength(c.cap), deadline, signal);
   };
   const deadlineOf = (call: ServerUnaryCall<unknown, unknown>) => encoderDeadline(call.getDeadline(), deps.defaultTimeoutMs);
 
   const classify = async (req: ClassifyRequest__Output, signal: AbortSignal, call: ServerUnaryCall<ClassifyRequest__Output, ClassifyResponse>) => {
     const c = check(req);
-    const z = await embed(deps.encoder.interactive, req, c, deadlineOf(call), signal);
+    const z = await embed('interactive', req, c, deadlineOf(call), signal);
     signal.throwIfAborted();
     return respond(z, c);
   };
@@ -183,12 +194,13 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     if (req.images) {
       if (req.requests.length > 0) throw invalidArgument('set requests or images, not both');
       const c = checkOptions(req);
+      if (!bundle.input) throw embeddingsOnly();
       // Checked here as the encoder would, with the same words: the cascade splits the tensor
       // into calls, and the encoder would number a bad image within its call.
       const images = packedImages(req.images, bundle.input, limit);
       const n = images.length;
       metrics.inputs.inc({ input: 'tensor' }, n);
-      const rows = await deps.encoder.bulk.encodePacked(req.images, bundle.input, n, c.cap, deadlineOf(call), signal);
+      const rows = await encoderLanes().bulk.encodePacked(req.images, bundle.input, n, cascade.neededLength(c.cap), deadlineOf(call), signal);
       const results = rows.map((z, i) =>
         result(() => {
           const image = images[i];
@@ -206,7 +218,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     const results = req.requests.map((r) =>
       result(async () => {
         const c = check(r);
-        return respond(await embed(deps.encoder.bulk, r, c, deadline, signal), c);
+        return respond(await embed('bulk', r, c, deadline, signal), c);
       }),
     );
     return { results: await Promise.all(results) };

@@ -1,5 +1,6 @@
 import type { StageTable } from '../../matryoshka/calibration.js';
-import type { Cascade, CascadeResult } from '../../matryoshka/cascade.js';
+import type { CascadeResult, StageTrace } from '../../matryoshka/cascade.js';
+import type { HeadRunner } from './headRunner.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ExitSettings } from './thresholds.js';
 
@@ -29,19 +30,19 @@ export class ShadowSampler {
   #temperatures: readonly number[] | undefined;
 
   constructor(
-    private readonly cascade: Cascade,
+    private readonly heads: HeadRunner,
     private readonly metrics: CascadeMetrics,
     private readonly options: ShadowOptions,
   ) {
     this.#random = options.random ?? Math.random;
-    this.#K = cascade.nesting.length;
+    this.#K = heads.cascade.nesting.length;
     this.#top = new Float64Array(options.reservoir * this.#K);
     this.#classIndex = new Int32Array(options.reservoir * this.#K);
     // Every series from the start, so that rates and ratios over them exist before the first
     // disagreement; the full size cannot disagree with itself.
-    for (const m of cascade.nesting) {
+    for (const m of heads.cascade.nesting) {
       metrics.shadow.inc({ dimension: String(m), agreed: 'true' }, 0);
-      if (m !== cascade.nesting.at(-1)) metrics.shadow.inc({ dimension: String(m), agreed: 'false' }, 0);
+      if (m !== heads.cascade.nesting.at(-1)) metrics.shadow.inc({ dimension: String(m), agreed: 'false' }, 0);
     }
   }
 
@@ -51,11 +52,11 @@ export class ShadowSampler {
    */
   offer(z: Float32Array, answered: CascadeResult, settings: ExitSettings): void {
     if (this.options.rate <= 0 || this.#random() >= this.options.rate) return;
-    setImmediate(() => this.#record(z, answered, settings));
+    // The head runner batches it with the requests of the next turn, after this response.
+    void this.heads.allStages(z, settings.temperatures).then((stages) => this.#record(stages, answered, settings));
   }
 
-  #record(z: Float32Array, answered: CascadeResult, settings: ExitSettings): void {
-    const stages = this.cascade.allStages(z, settings.temperatures);
+  #record(stages: StageTrace[], answered: CascadeResult, settings: ExitSettings): void {
     const agreed = stages.at(-1)!.classIndex === answered.classIndex;
     this.metrics.shadow.inc({ dimension: String(answered.dimensionUsed), agreed: String(agreed) });
     if (this.options.reservoir === 0) return;
@@ -97,6 +98,6 @@ export class ShadowSampler {
       classIndex.set(this.#classIndex.subarray(i * K, (i + 1) * K), r * K);
       labels[r] = classIndex[r * K + K - 1]!;
     }
-    return { n, dims: this.cascade.nesting, top, classIndex, labels };
+    return { n, dims: this.heads.cascade.nesting, top, classIndex, labels };
   }
 }

@@ -1,0 +1,47 @@
+import * as ort from 'onnxruntime-node';
+import type { Cascade, HeadKernel, StageOutput, StageWork } from './cascade.js';
+import { gemmModel } from './gemmModel.js';
+
+/**
+ * Heads of at least this many multiply-adds a request at full size (classes × d) run on
+ * onnxruntime; smaller ones in JavaScript, where a stage costs less than a call into onnxruntime.
+ */
+export const ORT_HEADS_MIN_MACS = 1 << 16;
+
+/**
+ * A cascade's stages as matrix products on onnxruntime (one thread: the cascade shares its cores),
+ * a session per stage shape (head, columns, carried logits or bias), made on first use.
+ */
+export function ortHeadKernel(cascade: Cascade): HeadKernel {
+  const L = cascade.classes;
+  const sessions = new Map<string, Promise<ort.InferenceSession>>();
+  const session = ({ head, from, to, prev }: StageWork) => {
+    const key = `${head}:${from}:${to}:${prev ? 'carried' : 'bias'}`;
+    let s = sessions.get(key);
+    if (!s) {
+      const { weight, bias, size } = cascade.heads[head]!;
+      const width = to - from;
+      // Columns from..to of the head's classes × size weight.
+      const columns = new Float32Array(L * width);
+      for (let c = 0; c < L; c++) columns.set(weight.subarray(c * size + from, c * size + to), c * width);
+      const model = gemmModel({ classes: L, inputs: width, weight: columns, bias: prev ? undefined : bias });
+      s = ort.InferenceSession.create(model, { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+      sessions.set(key, s);
+    }
+    return s;
+  };
+  return async (work): Promise<StageOutput> => {
+    const { rows, x, prev, temperatures, from, to } = work;
+    const feeds: Record<string, ort.Tensor> = {
+      x: new ort.Tensor('float32', x, [rows, to - from]),
+      t: new ort.Tensor('float32', Float32Array.from(temperatures), [rows, 1]),
+    };
+    if (prev) feeds.c = new ort.Tensor('float32', prev instanceof Float32Array ? prev : Float32Array.from(prev), [rows, L]);
+    const out = await (await session(work)).run(feeds);
+    return {
+      logits: out.y!.data as Float32Array,
+      top: Int32Array.from(out.top!.data as BigInt64Array, Number),
+      topProbability: Float64Array.from(out.ptop!.data as Float32Array),
+    };
+  };
+}

@@ -1,0 +1,52 @@
+import type { Cascade, CascadeOptions, CascadeResult, HeadKernel, StageTrace } from '../../matryoshka/cascade.js';
+
+/** Most requests one batch of stages carries (bounds the inputs copied for one matrix product). */
+const MAX_ROWS = 256;
+
+interface Pending {
+  z: Float32Array;
+  options: CascadeOptions;
+  resolve: (result: CascadeResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Classifies the requests of one event-loop turn together. Their embeddings arrive together (the
+ * encoder gateway answers a call's inputs in one message), and each stage of the cascade runs
+ * once for all of them still unresolved: a matrix product on `kernel`.
+ */
+export class HeadRunner {
+  #pending: Pending[] = [];
+
+  constructor(
+    readonly cascade: Cascade,
+    private readonly kernel: HeadKernel,
+  ) {}
+
+  /** `z`'s answer; a RangeError for a length or cap outside the nesting (the service refuses those first). */
+  classify(z: Float32Array, options: CascadeOptions): Promise<CascadeResult> {
+    const last = this.cascade.allowedStages(z.length, options.maxDimension);
+    if (typeof last === 'string') return Promise.reject(new RangeError(last));
+    return new Promise((resolve, reject) => {
+      if (this.#pending.push({ z, options, resolve, reject }) === 1) setImmediate(() => this.#flush());
+    });
+  }
+
+  /** Every stage's top probability and class for a full-length embedding (see Cascade.allStages). */
+  async allStages(z: Float32Array, temperatures?: readonly number[]): Promise<StageTrace[]> {
+    // Thresholds above 1 are never reached: every stage runs.
+    return (await this.classify(z, { thresholds: new Array<number>(this.cascade.nesting.length - 1).fill(2), temperatures })).trace;
+  }
+
+  #flush(): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (let from = 0; from < pending.length; from += MAX_ROWS) {
+      const batch = pending.slice(from, from + MAX_ROWS);
+      this.cascade.classifyBatch(batch.map((p) => p.z), batch.map((p) => p.options), this.kernel).then(
+        (results) => batch.forEach((p, i) => p.resolve(results[i]!)),
+        (err: unknown) => batch.forEach((p) => p.reject(err)),
+      );
+    }
+  }
+}
