@@ -20,6 +20,8 @@ export interface InputSpec {
   height: number;
   width: number;
   channels: number;
+  /** One image's dimensions as the model takes them, after the batch axis: [C, H, W] (NCHW) or [H, W, C] (NHWC). */
+  dims: number[];
   scale: number;
   offset: number;
 }
@@ -294,7 +296,7 @@ function legacyPipeline(inputMeta: Json, fail: (m: string) => never): ImagePipel
   );
 }
 
-/** What the pipeline fixes of the input spec (see InputSpec for scale and offset). */
+/** What the pipeline fixes of the input spec (see InputSpec for dims, scale and offset). */
 function inputSpecOf({ output, scale, offset }: ImagePipeline): Omit<InputSpec, 'name'> {
   const same = scale.every((s, c) => s === scale[0] && offset[c] === offset[0]);
   const ends = scale.flatMap((s, c) => [offset[c]!, 255 * s + offset[c]!]);
@@ -303,6 +305,7 @@ function inputSpecOf({ output, scale, offset }: ImagePipeline): Omit<InputSpec, 
     height: output.height,
     width: output.width,
     channels: output.channels,
+    dims: output.layout === 'NCHW' ? [output.channels, output.height, output.width] : [output.height, output.width, output.channels],
     scale: same ? scale[0]! : (Math.max(...ends) - lo) / 255,
     offset: same ? offset[0]! : lo,
   };

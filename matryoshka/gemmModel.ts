@@ -87,6 +87,11 @@ export interface GemmStage {
   bias?: Float32Array;
   /** With the exit rule's outputs `top` and `ptop` (default); without, a bare Gemm (the benchmark's baseline). */
   exitStats?: boolean;
+  /**
+   * `x`'s shape after the batch axis, default [inputs]: with more axes (an image's), x is
+   * flattened first, and the model is a linear image encoder (what tests take for a user's model).
+   */
+  inputDims?: number[];
 }
 
 /** A NodeProto: `op` from `inputs` to `outputs`, with integer (list) attributes. */
@@ -111,13 +116,15 @@ const node = (w: Writer, op: string, inputs: string[], outputs: string[], attrib
  * `ptop` [N] (its probability at temperature t).
  */
 export function gemmModel(stage: GemmStage): Uint8Array {
-  const { classes, inputs, weight, bias, exitStats = true } = stage;
+  const { classes, inputs, weight, bias, exitStats = true, inputDims = [inputs] } = stage;
+  const flat = inputDims.length > 1;
   return new Writer()
     .int(1, 8) // ir_version
     .string(2, 'mrl-cascade')
     .message(8, (opset) => opset.string(1, '').int(2, 13))
     .message(7, (graph) => {
-      graph.message(1, (n) => node(n, 'Gemm', ['x', 'w', 'c'], ['y'], { transB: 1 }));
+      if (flat) graph.message(1, (n) => node(n, 'Flatten', ['x'], ['flat'], { axis: 1 }));
+      graph.message(1, (n) => node(n, 'Gemm', [flat ? 'flat' : 'x', 'w', 'c'], ['y'], { transB: 1 }));
       if (exitStats) {
         graph.message(1, (n) => node(n, 'ArgMax', ['y'], ['top'], { axis: 1, keepdims: 0 }));
         graph.message(1, (n) => node(n, 'Div', ['y', 't'], ['scaled']));
@@ -127,7 +134,7 @@ export function gemmModel(stage: GemmStage): Uint8Array {
       graph.string(2, 'head');
       graph.message(5, (t) => initializer(t, 'w', [classes, inputs], weight));
       if (bias) graph.message(5, (t) => initializer(t, 'c', [classes], bias));
-      graph.message(11, (v) => tensorInfo(v, 'x', ['N', inputs]));
+      graph.message(11, (v) => tensorInfo(v, 'x', ['N', ...inputDims]));
       if (exitStats) graph.message(11, (v) => tensorInfo(v, 't', ['N', 1]));
       if (!bias) graph.message(11, (v) => tensorInfo(v, 'c', ['N', classes]));
       graph.message(12, (v) => tensorInfo(v, 'y', ['N', classes]));

@@ -3,7 +3,7 @@ import type { InputSpec } from './bundle.js';
 import { decodeImage } from './image/decode.js';
 import { type ImagePipeline, preprocessImage } from './image/preprocess.js';
 import { invalidArgument } from '../services/common/statusError.js';
-import { fmtShape, nonFiniteError, shapeIsOneOf, tensorValues } from '../services/common/tensorChecks.js';
+import { acceptedShapes, fmtShape, imageSize, nonFiniteError, shapeIsOneOf, tensorValues } from '../services/common/tensorChecks.js';
 import type { Tensor__Output } from '../services/common/generated/mrl/v1/Tensor.js';
 
 /**
@@ -14,17 +14,12 @@ export async function imageToInput(bytes: Buffer, pipeline: ImagePipeline, maxPi
   return preprocessImage(await decodeImage(bytes, maxPixels), pipeline);
 }
 
-/** The shapes a tensor for one image may take: [H, W], [1, H, W] or [1, 1, H, W]. */
-export function acceptedShapes(spec: InputSpec): number[][] {
-  return [[spec.height, spec.width], [1, spec.height, spec.width], [1, 1, spec.height, spec.width]];
-}
-
 /** Validates a preprocessed tensor (shape, value count, finite values) and returns its values. */
 export function tensorToInput(tensor: Tensor__Output, spec: InputSpec): Float32Array {
   const shapes = acceptedShapes(spec);
   if (!shapeIsOneOf(tensor.shape, shapes))
     throw invalidArgument(`tensor shape ${fmtShape(tensor.shape)} is not one of ${shapes.map(fmtShape).join(', ')}`);
-  const values = tensorValues(tensor, spec.height * spec.width, 'tensor');
+  const values = tensorValues(tensor, imageSize(spec), 'tensor');
   const bad = nonFiniteError(values, 'tensor');
   if (bad) throw bad;
   return values;

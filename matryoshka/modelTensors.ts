@@ -9,9 +9,9 @@ export interface ModelTensor {
 /**
  * The encoder model's one input and one output as serving protocols describe them (Open Inference
  * Protocol metadata, Triton's config.pbtxt), batch dimension left out: the input is what the
- * inference worker feeds, [N, channels, height, width]; the output is [N, embedding_dim].
+ * inference worker feeds, [N, ...InputSpec.dims] in the model's layout; the output is [N, embedding_dim].
  */
 export function modelTensors(bundle: Pick<Bundle, 'input' | 'outputName' | 'embeddingDim'>): { input: ModelTensor; output: ModelTensor } {
-  const { name, channels, height, width } = bundle.input;
-  return { input: { name, dims: [channels, height, width] }, output: { name: bundle.outputName, dims: [bundle.embeddingDim] } };
+  const { name, dims } = bundle.input;
+  return { input: { name, dims }, output: { name: bundle.outputName, dims: [bundle.embeddingDim] } };
 }

@@ -26,7 +26,7 @@ describe('embeddingError: which non-finite embeddings are the caller\'s fault', 
   });
 
   it('names the range low end first when the scale is negative', () => {
-    const spec = { name: 'x', height: 28, width: 28, channels: 1, scale: -1 / 255, offset: 1 };
+    const spec = { name: 'x', height: 28, width: 28, channels: 1, dims: [1, 28, 28], scale: -1 / 255, offset: 1 };
     expect(embeddingError(new Float32Array(4).fill(7), new Float32Array(2).fill(Number.NaN), spec)?.message).toMatch(/outside the 0 to 1 the model takes/);
     expect(embeddingError(new Float32Array(4).fill(0.25), new Float32Array(2).fill(Number.NaN), spec)?.code).toBe(status.UNAVAILABLE);
   });

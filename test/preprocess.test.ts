@@ -212,7 +212,7 @@ describe('model.json preprocess', () => {
     const { preprocess: _, ...m } = await meta();
     await write({ ...m, input: { name: 'input', height: 28, width: 28, channels: 1, scale: -1 / 255, offset: 1 } });
     const b = await loadBundle(dir);
-    expect(b.input).toEqual({ name: 'input', height: 28, width: 28, channels: 1, scale: -1 / 255, offset: 1 });
+    expect(b.input).toEqual({ name: 'input', height: 28, width: 28, channels: 1, dims: [1, 28, 28], scale: -1 / 255, offset: 1 });
     // A 56×28 white-on-transparent image: stretched to 28×28 and inverted by the negative scale.
     const img: Pixels = { width: 56, height: 28, channels: 2, data: Uint8Array.from({ length: 56 * 28 * 2 }, (_, i) => (i % 2 ? (i % 112 < 56 ? 255 : 0) : 255)) };
     const out = preprocessImage(img, b.preprocess);

@@ -9,9 +9,21 @@ export const fmtShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 export const shapeIsOneOf = (shape: readonly number[], shapes: readonly (readonly number[])[]) =>
   shapes.some((s) => s.length === shape.length && s.every((d, i) => d === shape[i]));
 
+/** Values in one image as the model takes it. */
+export const imageSize = (spec: Pick<InputSpec, 'dims'>): number => spec.dims.reduce((a, b) => a * b, 1);
+
+/**
+ * The shapes a tensor for one image may take: the model's dims, with or without a batch axis of
+ * 1; a one-channel NCHW model also takes [H, W].
+ */
+export function acceptedShapes(spec: Pick<InputSpec, 'dims' | 'height' | 'width'>): number[][] {
+  const plain = spec.dims[0] === 1 && spec.dims.length === 3 ? [[spec.height, spec.width]] : [];
+  return [...plain, spec.dims, [1, ...spec.dims]];
+}
+
 /** Images `from` to `to` (exclusive) of a tensor `packedImages` accepted, as a packed tensor of their own (raw bytes are a view). */
 export function packedRange(tensor: Tensor__Output, spec: InputSpec, from: number, to: number): Tensor {
-  const size = spec.height * spec.width;
+  const size = imageSize(spec);
   const shape = [to - from, ...tensor.shape.slice(1)];
   return tensor.raw.length > 0
     ? { shape, raw: tensor.raw.subarray(from * size * 4, to * size * 4) }
@@ -51,10 +63,11 @@ export function nonFiniteError(values: Float32Array, what: string): StatusError 
  */
 export function packedImages(tensor: Tensor__Output, spec: InputSpec, maxImages: number): (Float32Array | StatusError)[] {
   const [n = 0, ...rest] = tensor.shape;
-  if (!shapeIsOneOf(rest, [[spec.height, spec.width], [1, spec.height, spec.width]]))
-    throw invalidArgument(`images shape ${fmtShape(tensor.shape)} is not [N, ${spec.height}, ${spec.width}] or [N, 1, ${spec.height}, ${spec.width}]`);
+  // One image's shapes, less the one with a batch axis of its own.
+  const shapes = acceptedShapes(spec).filter((s) => s.length < spec.dims.length + 1);
+  if (!shapeIsOneOf(rest, shapes)) throw invalidArgument(`images shape ${fmtShape(tensor.shape)} is not ${shapes.map((s) => fmtShape([-1, ...s]).replace('-1', 'N')).join(' or ')}`);
   if (n < 1 || n > maxImages) throw invalidArgument(`images holds ${n} images; send 1 to ${maxImages}`);
-  const size = spec.height * spec.width;
+  const size = imageSize(spec);
   const values = tensorValues(tensor, n * size, 'images');
   return Array.from({ length: n }, (_, i) => {
     const one = values.subarray(i * size, (i + 1) * size);

@@ -12,8 +12,8 @@ export interface WorkerSetup {
   encoderPath: string;
   inputName: string;
   outputName: string;
-  height: number;
-  width: number;
+  /** One image's dimensions after the batch axis, as the model takes them. */
+  dims: number[];
   executionProviders: ExecutionProvider[];
   intraOpThreads: number;
 }
@@ -47,7 +47,7 @@ try {
   const { session, ready } = await load(setup);
   port.on('message', async ({ id, pixels, count }: RunRequest) => {
     try {
-      const feeds = { [setup.inputName]: new ort.Tensor('float32', pixels, [count, 1, setup.height, setup.width]) };
+      const feeds = { [setup.inputName]: new ort.Tensor('float32', pixels, [count, ...setup.dims]) };
       const out = (await session.run(feeds))[setup.outputName]!.data as Float32Array;
       port.postMessage({ id, embeddings: out } satisfies RunReply, [out.buffer as ArrayBuffer]);
     } catch (err) {

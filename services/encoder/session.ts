@@ -1,3 +1,4 @@
+import { imageSize } from '../common/tensorChecks.js';
 import { status } from '@grpc/grpc-js';
 import type { Worker } from 'node:worker_threads';
 import type { Bundle } from '../../matryoshka/bundle.js';
@@ -64,8 +65,7 @@ export class EncoderSession {
       encoderPath: bundle.encoderPath,
       inputName: bundle.input.name,
       outputName: bundle.outputName,
-      height: bundle.input.height,
-      width: bundle.input.width,
+      dims: bundle.input.dims,
       executionProviders: options.executionProviders,
       intraOpThreads: options.intraOpThreads,
     };
@@ -101,7 +101,7 @@ export class EncoderSession {
 
   /** Encodes several single images in one run. */
   async encode(images: Float32Array[]): Promise<Float32Array[]> {
-    const size = this.bundle.input.height * this.bundle.input.width;
+    const size = imageSize(this.bundle.input);
     const batch = new Float32Array(images.length * size);
     images.forEach((img, i) => batch.set(img, i * size));
     const out = await this.run(batch, images.length);
