@@ -198,9 +198,11 @@ async function main(): Promise<void> {
     log,
   });
 
-  log('head compute, L = 1000, d = 2048');
   const heads: HeadTimeResult[] = [];
-  for (const kind of ['mrl', 'mrl-e'] as const) heads.push(await headTimeBenchmark(kind, 1000, 2048, quick ? 64 : undefined));
+  for (const classes of quick ? [1000] : [1000, 10_000]) {
+    log(`head compute, L = ${classes}, d = 2048`);
+    for (const kind of ['mrl', 'mrl-e'] as const) heads.push(await headTimeBenchmark(kind, classes, 2048, quick ? 64 : undefined));
+  }
 
   const s = result.side_by_side;
   const perRound = (a: SideBySide, b: SideBySide) => median(result.rounds[a].map((p, i) => p.rps / result.rounds[b][i]!.rps));
@@ -239,7 +241,8 @@ async function main(): Promise<void> {
       // to the compute limit is the cores that session leaves to gRPC, the cascade and the client.
       [`bulk_packed_batch${bulkBatch}_over_raw_as_served_batch${bulkBatch}`]: result.bulk_packed.items_per_second / rawAt(bulkBatch, rawServed),
       open_loop_half_rate_p99_over_c1_p50: result.open_loop.p99_ms / c1.p50_ms,
-      ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}`, h.time_ratio / h.dimension_ratio])),
+      ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}_L${h.classes}`, h.time_ratio / h.dimension_ratio])),
+      ...Object.fromEntries(heads.map((h) => [`full_heads_over_bare_matmul_${h.kind}_L${h.classes}`, h.full_vs_bare])),
     },
   };
   await mkdir(values.out, { recursive: true });
