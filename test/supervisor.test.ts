@@ -12,7 +12,7 @@ import { loadTestSlice } from '../cli/testSlice.js';
 import { loopbackStartEnv } from './helpers/ports.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { createLogger } from '../services/common/logger.js';
-import { waitFor } from '../harness/load.js';
+import { closedLoop, late, percentile, tally, waitFor } from '../harness/load.js';
 import { MRL } from './helpers/mrl.js';
 
 const run = promisify(execFile);
@@ -35,9 +35,8 @@ afterAll(() => {
 
 describe('mrl start', () => {
   it('restarts a killed encoder while the cascade keeps running, and stops both on SIGINT', async () => {
-    // The breaker opens while the encoder is down; probing every second (default 5 s) keeps
-    // the time to recover about the supervisor's restart, not the breaker's wait.
-    const { env, ports } = await loopbackStartEnv({ MRL_BREAKER_RESET_MS: '1000' });
+    // Default settings: the breaker opens while the encoder is down and probes it every 5 s.
+    const { env, ports } = await loopbackStartEnv({});
     const supervisor: ChildProcess = spawn(process.execPath, [...MRL, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     started.add(supervisor.pid!);
     const lines: string[] = [];
@@ -78,11 +77,28 @@ describe('mrl start', () => {
       started.add(encoderPid!);
       started.add(cascadePid!);
 
+      // Under load: 16 callers, one call each at a time with a 1 s deadline, through the kill.
+      const load = closedLoop({ call: (d) => classify(client, { tensor }, d.getTime() - Date.now()), concurrency: 16, deadlineMs: 1000, pauseMs: 5, maxCalls: 1_000_000 });
+      await new Promise((r) => setTimeout(r, 500));
       process.kill(encoderPid!, 'SIGKILL');
       const killedAt = Date.now();
       const answeredAt = await answers(10_000);
-      console.log('mrl start: Classify answered again', answeredAt === undefined ? 'never' : `${answeredAt - killedAt} ms after the encoder was killed`);
+      await new Promise((r) => setTimeout(r, 500));
+      const outcomes = await load.stop();
+      console.log(
+        'mrl start: Classify answered again',
+        answeredAt === undefined ? 'never' : `${answeredAt - killedAt} ms after the encoder was killed;`,
+        'under load:',
+        JSON.stringify(tally(outcomes)),
+      );
       expect(answeredAt, `Classify to answer within 10 s of the kill:\n${lines.join('\n')}`).toBeDefined();
+      // Every call ended by its deadline, answered, refused as unavailable, or timed out; while the
+      // encoder was down, refusals came fast.
+      expect(outcomes.filter((o) => ![status.OK, status.UNAVAILABLE, status.DEADLINE_EXCEEDED].includes(o.code))).toEqual([]);
+      expect(late(outcomes, 500)).toEqual([]);
+      const unavailable = outcomes.filter((o) => o.code === status.UNAVAILABLE);
+      expect(unavailable.length).toBeGreaterThan(0);
+      expect(percentile(unavailable.map((o) => o.endedAt - o.startedAt), 50)).toBeLessThan(500);
 
       // The supervisor logged the restart with its count, and started a second encoder.
       const restart = lines.find((l) => /^\[supervisor\] .* encoder exited; restarting /.test(l));
