@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelTensors } from '../../matryoshka/modelTensors.js';
@@ -93,6 +94,8 @@ export function createInferenceService(deps: InferenceServiceDeps): GRPCInferenc
     // errors in this protocol: the first failure fails the call and takes its other images off the queue.
     const failed = new AbortController();
     const either = AbortSignal.any([signal, failed.signal]);
+    // Each image of the call waits on it: many listeners are by design.
+    setMaxListeners(0, either);
     let embeddings: Float32Array[];
     try {
       embeddings = await Promise.all(Array.from({ length: n }, (_, i) => embedInput(deps, values.subarray(i * imageSize, (i + 1) * imageSize), either)));
