@@ -129,6 +129,9 @@ async function serverPoints({ quick, settings, timing, sweep, rounds, c, log }: 
     const full: LoadResult[] = [];
     for (const n of sweep) full.push(await point('cascade', 'classify-full', n));
 
+    // The kserve-v2 cascade comes to the rounds as warmed as the other (JIT, heap): its sweep is not kept.
+    for (const n of apart) await point('cascade_v2', 'classify', n);
+
     const names = Object.keys(SIDE_BY_SIDE) as SideBySide[];
     log(`${rounds} rounds at c=${c}: ${names.join(', ')}`);
     const byRound = Object.fromEntries(names.map((k) => [k, [] as LoadResult[]])) as Record<SideBySide, LoadResult[]>;
