@@ -6,7 +6,7 @@
  * `--set MRL_X=value` settings go to both services.
  */
 import { spawnMesh } from '../harness/mesh.js';
-import { scrape } from '../harness/prom.js';
+import { delta, scrape } from '../harness/prom.js';
 import { h2load } from './h2load.js';
 import { cpuSeconds, rssBytes } from './procStats.js';
 import { unaryRequest } from './requests.js';
@@ -41,13 +41,16 @@ try {
     }, 100);
     // The warm-up's answers count too: the counters cover it, so measure OK over both.
     const warmup = 2;
-    await h2load({ origin: `http://127.0.0.1:${mesh.cascade.port}`, path, message, ...load, seconds: SECONDS, warmupSeconds: warmup, deadlineMs: DEADLINE_MS });
-    clearInterval(sampler);
+    try {
+      await h2load({ origin: `http://127.0.0.1:${mesh.cascade.port}`, path, message, ...load, seconds: SECONDS, warmupSeconds: warmup, deadlineMs: DEADLINE_MS });
+    } finally {
+      clearInterval(sampler);
+    }
     await new Promise((r) => setTimeout(r, DEADLINE_MS)); // calls still in the cascade finish and count
     const after = await scrape(mesh.cascade.metricsPort);
     const [c0, c1] = [codesOf(before), codesOf(after)];
     const codes = Object.fromEntries([...c1].map(([code, v]) => [code, v - (c0.get(code) ?? 0)]).filter(([, v]) => (v as number) > 0));
-    const opens = (after.get('mrl_cascade_breaker_events_total{event="open"}') ?? 0) - (before.get('mrl_cascade_breaker_events_total{event="open"}') ?? 0);
+    const opens = delta(before, after, 'mrl_cascade_breaker_events_total{event="open"}');
     const cpu = { encoder: cpuSeconds(pids.encoder) - cpu0.encoder, cascade: cpuSeconds(pids.cascade) - cpu0.cascade };
     rows.push({ ...load, okPerSecond: (codes.OK ?? 0) / (SECONDS + warmup), codes, opens, cpu, peak });
   }

@@ -27,9 +27,11 @@ export async function startMesh(env: Env = {}, options: MeshOptions = {}): Promi
   const loopback = { MRL_ENCODER_HOST: '127.0.0.1', MRL_CASCADE_HOST: '127.0.0.1' };
   const ports = { MRL_ENCODER_PORT: '0', MRL_ENCODER_METRICS_PORT: '0', MRL_CASCADE_PORT: '0', MRL_CASCADE_METRICS_PORT: '0' };
   const encoder = await startEncoder(encoderConfig({ ...loopback, ...ports, ...env }), silentLogger, slowBatches(options.slowBatchMs));
-  const cascade = await startCascade(
-    cascadeConfig({ ...loopback, ...ports, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...env }),
-    silentLogger,
+  const cascade = await startCascade(cascadeConfig({ ...loopback, ...ports, MRL_ENCODER_TARGET: `127.0.0.1:${encoder.port}`, ...env }), silentLogger).catch(
+    async (err: unknown) => {
+      await encoder.shutdown();
+      throw err;
+    },
   );
   const classifier = classifierClient(`127.0.0.1:${cascade.port}`);
   const encoderCli = encoderClient(`127.0.0.1:${encoder.port}`);

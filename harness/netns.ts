@@ -8,7 +8,8 @@ import { parseExposition } from '../cli/metrics.js';
 import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import type { Env } from '../services/common/config.js';
-import { type Outcome, outcome, percentile, tally } from './load.js';
+import { late, type Outcome, outcome, percentile, tally } from './load.js';
+import { delta } from './prom.js';
 import { type ServiceName, type ServiceProcess, spawnService } from './services.js';
 
 /*
@@ -465,6 +466,21 @@ export async function runFault(mesh: NetnsMesh, fault: Fault, timing: FaultTimin
   const startInputs = await replicaInputs(mesh);
   const load = openLoop(mesh.send, timing.perSecond, timing.deadlineMs);
   const breakerMax = watchBreaker(mesh);
+  try {
+    return await measureFault(mesh, fault, timing, { cascadeBefore, startInputs, load, breakerMax });
+  } finally {
+    // Stopped whatever happened: a failed fault must not leave its load running.
+    await load.stop();
+    await breakerMax();
+  }
+}
+
+async function measureFault(
+  mesh: NetnsMesh,
+  fault: Fault,
+  timing: FaultTiming,
+  { cascadeBefore, startInputs, load, breakerMax }: { cascadeBefore: Map<string, number>; startInputs: Awaited<ReturnType<typeof replicaInputs>>; load: ReturnType<typeof openLoop>; breakerMax: () => Promise<number> },
+): Promise<FaultReport> {
   await sleep(timing.baselineMs);
   const injectionInputs = await replicaInputs(mesh);
   const baselineInputs = minus(injectionInputs, startInputs);
@@ -496,10 +512,7 @@ export async function runFault(mesh: NetnsMesh, fault: Fault, timing: FaultTimin
   const outcomes = await load.stop();
   const maxState = await breakerMax();
   const cascadeAfter = await mesh.metrics('cascade');
-  const breakerDelta = (event: string) => {
-    const series = `mrl_cascade_breaker_events_total{event="${event}"}`;
-    return (cascadeAfter.get(series) ?? 0) - (cascadeBefore.get(series) ?? 0);
-  };
+  const breakerDelta = (event: string) => delta(cascadeBefore, cascadeAfter, `mrl_cascade_breaker_events_total{event="${event}"}`);
   const within = (keep: (o: Outcome) => boolean) => phase(outcomes.filter(keep));
   // Calls sent later could be answered thanks to the heal.
   const faultOnly = healedAt - timing.deadlineMs;
@@ -524,7 +537,7 @@ export async function runFault(mesh: NetnsMesh, fault: Fault, timing: FaultTimin
       rejects: breakerDelta('reject'),
       maxState,
     },
-    late: outcomes.filter((o) => o.endedAt - o.startedAt > o.deadlineMs + LATE_MARGIN_MS).length,
+    late: late(outcomes, LATE_MARGIN_MS).length,
     messages: Object.fromEntries(outcomes.filter((o) => o.code !== status.OK).map((o) => [status[o.code]!, o.details]).reverse()),
   };
 }

@@ -268,19 +268,16 @@ export class Cascade {
 
   /** Every stage's raw logits for one full-length embedding (what temperature fitting works from). */
   logits(z: Float32Array): Float64Array[] {
-    return this.#sync(z, { thresholds: this.#never }).logits;
+    return this.#sync(z, this.everyStage()).logits;
   }
 
-  /** Thresholds above 1 are never reached: the cascade runs, and traces, every stage. */
-  get #never(): number[] {
-    return new Array<number>(this.nesting.length - 1).fill(2);
+  /** Options under which a request runs, and traces, every stage: thresholds above 1 are never reached. */
+  everyStage(temperatures?: readonly number[]): CascadeOptions {
+    return { thresholds: new Array<number>(this.nesting.length - 1).fill(2), temperatures };
   }
 
-  /**
-   * Every stage's top probability and class for one full-length embedding: the table that
-   * calibration searches and evaluation replays through `exitsAt`.
-   */
+  /** Every stage's top probability and class for one full-length embedding, in JavaScript. */
   allStages(z: Float32Array, temperatures?: readonly number[]): StageTrace[] {
-    return this.classify(z, { thresholds: this.#never, temperatures }).trace;
+    return this.classify(z, this.everyStage(temperatures)).trace;
   }
 }

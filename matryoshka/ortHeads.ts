@@ -26,6 +26,8 @@ export function ortHeadKernel(cascade: Cascade): HeadKernel {
       for (let c = 0; c < L; c++) columns.set(weight.subarray(c * size + from, c * size + to), c * width);
       const model = gemmModel({ classes: L, inputs: width, weight: columns, bias: prev ? undefined : bias });
       s = ort.InferenceSession.create(model, { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+      // A session that failed to load is tried again next time, not kept failing.
+      s.catch(() => sessions.delete(key));
       sessions.set(key, s);
     }
     return s;

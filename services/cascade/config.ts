@@ -20,7 +20,7 @@ export interface CascadeConfig {
   /** From the `MRL_TLS_*` files; unset: plaintext. */
   tls?: ServerTls;
   encoderTarget: string;
-  /** `encoderProtocol`, `encoderModel` (default: the bundle's name, filled in by startCascade), `encoderModelVersion` (empty: the server's choice). */
+  /** `encoderProtocol`, `encoderModel` (default: the bundle's name, filled in by the gateway thread), `encoderModelVersion` (empty: the server's choice). */
   encoder: { protocol: 'mrl' | 'kserve-v2'; model?: string; version: string };
   maxImagePixels: number;
   /** From `encoderTlsCa`, `encoderTlsCert`, `encoderTlsKey`, `encoderTlsServerName`; unset: plaintext. */

@@ -92,6 +92,8 @@ export class EncoderThread {
     // The thread stopping on its own is a bug: fail what waits, and stop the process so that its
     // supervisor (mrl start, Kubernetes) starts a sound one.
     worker.once('exit', (code) => {
+      for (const answer of this.#metrics.values()) answer('');
+      this.#metrics.clear();
       if (this.#closed) return;
       logger.error("the cascade's encoder thread stopped", { exit_code: code });
       for (const w of this.#waiting.values()) w.reject(new StatusError(14, "encoder unavailable: the cascade's encoder thread stopped"));

@@ -56,8 +56,7 @@ export type FromWorker =
   | { kind: 'metrics'; id: number; text: string }
   | { kind: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> }
   /** Whether the encoder fits the cascade's heads (a V2 server's metadata and readiness), and why not. */
-  | { kind: 'fit'; unfit?: string }
-  | { kind: 'closed' };
+  | { kind: 'fit'; unfit?: string };
 
 /** An error as the main thread answers it: a StatusError's code and message, or INTERNAL. */
 function wireError(err: unknown): { code: number; message: string } {
@@ -86,9 +85,12 @@ if (parentPort) {
   // A V2 server must show that it serves the heads' model before the cascade serves, and go on showing it.
   let fitCheck: NodeJS.Timeout | undefined;
   let unfit: string | undefined;
+  let closed = false;
   if (transport.unfit) {
     const check = async () => {
       unfit = await gateway.unfit();
+      // A check still in flight when the thread closes must not schedule another.
+      if (closed) return;
       post({ kind: 'fit', unfit });
       fitCheck = setTimeout(() => void check(), FIT_CHECK_MS);
     };
@@ -142,9 +144,9 @@ if (parentPort) {
         void metrics.registry.metrics().then((text) => post({ kind: 'metrics', id: message.id, text }));
         break;
       case 'close':
+        closed = true;
         clearTimeout(fitCheck);
         gateway.close();
-        post({ kind: 'closed' });
         port.close();
         break;
     }

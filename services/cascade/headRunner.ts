@@ -34,8 +34,7 @@ export class HeadRunner {
 
   /** Every stage's top probability and class for a full-length embedding (see Cascade.allStages). */
   async allStages(z: Float32Array, temperatures?: readonly number[]): Promise<StageTrace[]> {
-    // Thresholds above 1 are never reached: every stage runs.
-    return (await this.classify(z, { thresholds: new Array<number>(this.cascade.nesting.length - 1).fill(2), temperatures })).trace;
+    return (await this.classify(z, this.cascade.everyStage(temperatures))).trace;
   }
 
   #flush(): void {

@@ -53,7 +53,11 @@ export class ShadowSampler {
   offer(z: Float32Array, answered: CascadeResult, settings: ExitSettings): void {
     if (this.options.rate <= 0 || this.#random() >= this.options.rate) return;
     // The head runner batches it with the requests of the next turn, after this response.
-    void this.heads.allStages(z, settings.temperatures).then((stages) => this.#record(stages, answered, settings));
+    // A sample that fails (its heads' kernel did) is dropped: the answer it shadows was sent.
+    this.heads.allStages(z, settings.temperatures).then(
+      (stages) => this.#record(stages, answered, settings),
+      () => {},
+    );
   }
 
   #record(stages: StageTrace[], answered: CascadeResult, settings: ExitSettings): void {

@@ -21,7 +21,7 @@ export const maxMessageBytes = {
 
 /**
  * Most calls in flight on one client connection, HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`; each
- * service picks its default (`perCall`: what a call in flight costs it, for the doc).
+ * service picks its default, and says why in `why`.
  */
 export const maxConcurrentStreams = (byDefault: number, why: string) =>
   ({
