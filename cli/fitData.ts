@@ -1,4 +1,5 @@
 /** The labelled embeddings `mrl fit` fits on: from an image folder through the bundle's encoder, or from a JSONL file. */
+import { imageSize } from '../services/common/tensorChecks.js';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
@@ -26,8 +27,7 @@ const BATCH = 64;
  * encoder service uses, BATCH at a time: count × embedding_dim values.
  */
 export async function embedInputs(bundle: BundleInfo & BundleEncoder, source: InputSource, label: string, quiet: boolean): Promise<Float32Array> {
-  const { channels, height, width, layout } = bundle.preprocess.output;
-  const per = channels * height * width;
+  const per = imageSize(bundle.input);
   const d = bundle.embeddingDim;
   const session = await ort.InferenceSession.create(bundle.encoderPath, servingSessionOptions(0));
   const out = new Float32Array(source.count * d);
@@ -45,8 +45,7 @@ export async function embedInputs(bundle: BundleInfo & BundleEncoder, source: In
           }
         }),
       );
-      const dims = layout === 'NCHW' ? [n, channels, height, width] : [n, height, width, channels];
-      const z = (await session.run({ [bundle.input.name]: new ort.Tensor('float32', batch, dims) }))[bundle.outputName]!.data as Float32Array;
+      const z = (await session.run({ [bundle.input.name]: new ort.Tensor('float32', batch, [n, ...bundle.input.dims]) }))[bundle.outputName]!.data as Float32Array;
       if (z.length !== n * d) throw new Error(`the encoder gave ${z.length / n} values per input; model.json says embedding_dim ${d}`);
       const bad = z.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) throw new Error(`${source.name(first + Math.floor(bad / d))}: the encoder gave a non-finite embedding`);

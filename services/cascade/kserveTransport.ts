@@ -5,7 +5,7 @@ import type { ModelInferResponse__Output } from '../common/generated/inference/M
 import type { ModelMetadataResponse__Output } from '../common/generated/inference/ModelMetadataResponse.js';
 import type { ModelReadyResponse__Output } from '../common/generated/inference/ModelReadyResponse.js';
 import { loadInferenceProtos } from '../common/protos.js';
-import { fmtShape, nonFiniteError, tensorValues } from '../common/tensorChecks.js';
+import { fmtShape, imageSize, nonFiniteError, tensorValues } from '../common/tensorChecks.js';
 import { imageToInput, tensorToInput } from '../../matryoshka/modelInput.js';
 import type { Rows } from './encoderGateway.js';
 import { EncoderFailure, encoderFailure, unavailable } from './encoderOutcome.js';
@@ -47,7 +47,7 @@ export function kserveTransport(options: ChannelOptions, bundle: Bundle, model: 
   const { GRPCInferenceService } = loadInferenceProtos().proto.inference;
   const client = new GRPCInferenceService(options.target, options.credentials, channelSettings(options));
   const { input, output } = modelTensors(bundle);
-  const size = input.dims.reduce((a, b) => a * b, 1);
+  const size = imageSize(bundle.input);
   const d = bundle.embeddingDim;
   const ref = { name: model.name, version: model.version };
   const what = `${model.name}${model.version ? ` version ${model.version}` : ''} at ${options.target}`;

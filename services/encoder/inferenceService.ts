@@ -10,7 +10,7 @@ import type { ModelInferResponse } from '../common/generated/inference/ModelInfe
 import type { ModelMetadataResponse } from '../common/generated/inference/ModelMetadataResponse.js';
 import { PACKAGE_ROOT } from '../common/runtime.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
-import { fmtShape, nonFiniteError, tensorValues } from '../common/tensorChecks.js';
+import { fmtShape, imageSize, nonFiniteError, tensorValues } from '../common/tensorChecks.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import { type EncoderServiceDeps, embedInput } from './service.js';
 
@@ -37,7 +37,7 @@ const OTHER_CONTENTS = ['bool_contents', 'int_contents', 'int64_contents', 'uint
 export function createInferenceService(deps: InferenceServiceDeps): GRPCInferenceServiceHandlers {
   const { bundle, metrics, maxBatchInputs } = deps;
   const { input, output } = modelTensors(bundle);
-  const imageSize = input.dims.reduce((a, b) => a * b, 1);
+  const perImage = imageSize(bundle.input);
   const inputShape = `[N, ${input.dims.join(', ')}]`;
   const mapError = baseErrorMapper(deps.logger);
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -68,7 +68,7 @@ export function createInferenceService(deps: InferenceServiceDeps): GRPCInferenc
     if (rest.length !== input.dims.length || rest.some((d, i) => d !== input.dims[i]))
       throw invalidArgument(`${what} has shape ${fmtShape(shape)}; the model takes ${inputShape}`);
     if (!(n >= 1 && n <= maxBatchInputs)) throw invalidArgument(`${what} holds ${n} images; send 1 to ${maxBatchInputs}`);
-    const count = n * imageSize;
+    const count = n * perImage;
     const fp32 = typedValues(tensor.contents, what);
     const raw = req.raw_input_contents;
     if (raw.length > 0 && fp32.length > 0) throw invalidArgument(`set raw_input_contents or ${what}'s contents.fp32_contents, not both`);
@@ -98,7 +98,7 @@ export function createInferenceService(deps: InferenceServiceDeps): GRPCInferenc
     setMaxListeners(0, either);
     let embeddings: Float32Array[];
     try {
-      embeddings = await Promise.all(Array.from({ length: n }, (_, i) => embedInput(deps, values.subarray(i * imageSize, (i + 1) * imageSize), either)));
+      embeddings = await Promise.all(Array.from({ length: n }, (_, i) => embedInput(deps, values.subarray(i * perImage, (i + 1) * perImage), either)));
     } catch (err) {
       failed.abort(err);
       throw err;
