@@ -1,5 +1,5 @@
 import { percentile } from '../harness/load.js';
-import { delta, histogramMean, scrape } from '../harness/prom.js';
+import { codeDeltas, histogramMean, scrape } from '../harness/prom.js';
 import { h2load } from './h2load.js';
 import { cpuSeconds, machineTicks, mainThreadCpuSeconds } from './procStats.js';
 import { type Call, unaryRequest } from './requests.js';
@@ -113,14 +113,10 @@ export async function measureLoad(spec: LoadSpec, servers: Record<string, Server
   const [before, after] = [await start.metrics, await end.metrics];
   const metrics: WindowMetrics = Object.fromEntries(withMetrics.map(([name], i) => [name, { start: before[i]!, end: after[i]! }]));
   const called = spec.call === 'encode' ? 'encoder' : spec.call === 'echo' ? undefined : 'cascade';
-  const errors: Record<string, number> = {};
-  if (called && metrics[called])
-    for (const series of metrics[called].end.keys()) {
-      const code = new RegExp(`^mrl_${called}_requests_total\\{code="([A-Z_]+)"\\}$`).exec(series)?.[1];
-      // h2load cancels nothing but the calls still in flight as it stops, which the last scrape may catch.
-      const n = code && code !== 'OK' && code !== 'CANCELLED' ? delta(metrics[called].start, metrics[called].end, series) : 0;
-      if (n > 0) errors[code!] = n;
-    }
+  // h2load cancels nothing but the calls still in flight as it stops, which the last scrape may catch.
+  const errors: Record<string, number> = Object.fromEntries(
+    Object.entries(called && metrics[called] ? codeDeltas(metrics[called].start, metrics[called].end, called) : {}).filter(([code]) => code !== 'OK' && code !== 'CANCELLED'),
+  );
   const mean = (server: string, histogram: string) => (metrics[server] ? histogramMean(metrics[server].start, metrics[server].end, histogram) : null);
   const since = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.keys(servers).map((n) => [n, b[n]! - a[n]!]));
   const serverCpu = since(start.cpu, end.cpu);

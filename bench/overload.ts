@@ -6,7 +6,7 @@
  * `--set MRL_X=value` settings go to both services.
  */
 import { spawnMesh } from '../harness/mesh.js';
-import { delta, scrape } from '../harness/prom.js';
+import { codeDeltas, delta, scrape } from '../harness/prom.js';
 import { h2load } from './h2load.js';
 import { cpuSeconds, rssBytes } from './procStats.js';
 import { unaryRequest } from './requests.js';
@@ -26,8 +26,6 @@ const settings = parseSettings(process.argv.slice(2).filter((a) => a !== '--set'
 const mesh = await spawnMesh(settings);
 const pids = { encoder: mesh.encoder.pid, cascade: mesh.cascade.pid };
 const idleRss = { encoder: rssBytes(pids.encoder), cascade: rssBytes(pids.cascade) };
-const codesOf = (m: Map<string, number>) =>
-  new Map([...m].filter(([k]) => k.startsWith('mrl_cascade_requests_total{')).map(([k, v]) => [/code="([A-Z_]+)"/.exec(k)![1]!, v]));
 
 const rows = [];
 try {
@@ -48,8 +46,7 @@ try {
     }
     await new Promise((r) => setTimeout(r, DEADLINE_MS)); // calls still in the cascade finish and count
     const after = await scrape(mesh.cascade.metricsPort);
-    const [c0, c1] = [codesOf(before), codesOf(after)];
-    const codes = Object.fromEntries([...c1].map(([code, v]) => [code, v - (c0.get(code) ?? 0)]).filter(([, v]) => (v as number) > 0));
+    const codes = codeDeltas(before, after, 'cascade');
     const opens = delta(before, after, 'mrl_cascade_breaker_events_total{event="open"}');
     const cpu = { encoder: cpuSeconds(pids.encoder) - cpu0.encoder, cascade: cpuSeconds(pids.cascade) - cpu0.cascade };
     rows.push({ ...load, okPerSecond: (codes.OK ?? 0) / (SECONDS + warmup), codes, opens, cpu, peak });

@@ -1,6 +1,5 @@
-import sharp from 'sharp';
 import { sliceTensor } from '../cli/clients.js';
-import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
+import { loadTestSlice, slicePng } from '../cli/testSlice.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { loadMrlProtos } from '../services/common/protos.js';
 import { ECHO_SERVICE } from './echoServer.js';
@@ -46,9 +45,7 @@ export async function unaryRequest(call: Call, batch = 64): Promise<UnaryRequest
     case 'classify-embedding':
       return method(Classifier, 'Classify', { embedding: { values: EMBEDDING } });
     case 'classify-png': {
-      const { width, height } = slice;
-      const png = await sharp(Buffer.from(slicePixels(slice, 0)), { raw: { width, height, channels: 1 } }).png().toBuffer();
-      return method(Classifier, 'Classify', { image: png });
+      return method(Classifier, 'Classify', { image: await slicePng(slice, 0) });
     }
     case 'classify-batch':
       return method(Classifier, 'ClassifyBatch', { requests: images.map((i) => ({ tensor: tensor(i) })) });

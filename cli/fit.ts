@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { binomialCdf } from '../matryoshka/binomial.js';
 import { type AnyBundle, type ClassifierBundle, type HeadKind, readBundle, requireHeads } from '../matryoshka/bundle.js';
 import { HEADS_FILE, writeHeads } from '../matryoshka/bundleWriter.js';
-import { type LogitTable, stageAccuracies, stageTable } from '../matryoshka/calibration.js';
+import { gatherRows, type LogitTable, pick, stageAccuracies, stageTable } from '../matryoshka/calibration.js';
 import { Cascade } from '../matryoshka/cascade.js';
 import { learnCertifySplit } from '../matryoshka/certify.js';
 import { type LabelledEmbeddings, fitHeads, stratifiedSplit } from '../matryoshka/fit.js';
@@ -73,11 +73,7 @@ async function readInputs(bundle: AnyBundle, options: FitOptions): Promise<{ lab
 }
 
 /** Rows `indices` of n × d embeddings. */
-function rows(data: LabelledEmbeddings, indices: readonly number[]): Float32Array {
-  const out = new Float32Array(indices.length * data.dim);
-  indices.forEach((r, i) => out.set(data.embeddings.subarray(r * data.dim, (r + 1) * data.dim), i * data.dim));
-  return out;
-}
+const rows = (data: LabelledEmbeddings, indices: readonly number[]) => gatherRows(data.embeddings, data.dim, indices, new Float32Array(indices.length * data.dim));
 
 /**
  * `mrl fit`: fits the heads of bundle `dir` on labelled embeddings (a validation split held
@@ -103,7 +99,7 @@ export async function fitBundle(dir: string, options: FitOptions): Promise<FitRe
     );
   if (train.length === 0) throw new Error(`no inputs are left to fit on after the validation split of ${validation.length}; give more data or a smaller --val-fraction`);
   const data = await inputs.embed();
-  const labelsOf = (indices: readonly number[]) => indices.map((i) => inputs.labels[i]!);
+  const labelsOf = (indices: readonly number[]) => pick(inputs.labels, indices);
 
   const fitted = fitHeads(
     { n: train.length, dim: data.dim, embeddings: rows(data, train), labels: labelsOf(train) },

@@ -1,3 +1,4 @@
+import sharp from 'sharp';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Bundle, BundleError } from '../matryoshka/bundle.js';
@@ -36,4 +37,11 @@ export async function loadTestSlice(bundle: Bundle): Promise<TestSlice> {
 export function slicePixels(slice: TestSlice, index: number): Uint8Array {
   const n = slice.height * slice.width;
   return slice.images.subarray(index * n, (index + 1) * n);
+}
+
+/** Image `index` of the slice as a grayscale PNG, as a client would send it. */
+export function slicePng(slice: TestSlice, index: number): Promise<Buffer> {
+  return sharp(Buffer.from(slicePixels(slice, index)), { raw: { width: slice.width, height: slice.height, channels: 1 } })
+    .png()
+    .toBuffer();
 }

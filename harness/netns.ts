@@ -2,10 +2,9 @@ import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
-import sharp from 'sharp';
 import { classifierClient, classify } from '../cli/clients.js';
 import { parseExposition } from '../cli/metrics.js';
-import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
+import { loadTestSlice, slicePng } from '../cli/testSlice.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import type { Env } from '../services/common/config.js';
 import { late, type Outcome, outcome, percentile, tally } from './load.js';
@@ -206,13 +205,7 @@ export async function startNetnsMesh(timing: FaultTiming = TIMING): Promise<Netn
   try {
     const bundle = await loadBundle();
     const slice = await loadTestSlice(bundle);
-    const images = await Promise.all(
-      Array.from({ length: 16 }, (_, i) =>
-        sharp(Buffer.from(slicePixels(slice, i)), { raw: { width: slice.width, height: slice.height, channels: 1 } })
-          .png()
-          .toBuffer(),
-      ),
-    );
+    const images = await Promise.all(Array.from({ length: 16 }, (_, i) => slicePng(slice, i)));
     const [enc1, enc2] = await Promise.all(REPLICAS.map((r) => spawnIn(hosts[r], 'encoder', ENCODER_PORTS)));
     const encoders: Record<Replica, ServiceProcess> = { enc1: enc1!, enc2: enc2! };
     const cascade = await spawnIn(hosts.cascade, 'cascade', {

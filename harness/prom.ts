@@ -14,3 +14,14 @@ export function histogramMean(before: Map<string, number>, after: Map<string, nu
   const count = delta(before, after, `${histogram}_count`);
   return count ? delta(before, after, `${histogram}_sum`) / count : null;
 }
+
+/** How many calls `mrl_<service>_requests_total` counted between two scrapes, by gRPC code (codes that grew only). */
+export function codeDeltas(before: Map<string, number>, after: Map<string, number>, service: 'cascade' | 'encoder'): Record<string, number> {
+  const counted: Record<string, number> = {};
+  for (const series of after.keys()) {
+    const code = new RegExp(`^mrl_${service}_requests_total\\{code="([A-Z_]+)"\\}$`).exec(series)?.[1];
+    const n = code ? delta(before, after, series) : 0;
+    if (n > 0) counted[code!] = n;
+  }
+  return counted;
+}

@@ -138,8 +138,11 @@ export function nestingError(nesting: readonly number[], embeddingDim: number): 
   return undefined;
 }
 
-/** Loads and validates a bundle folder's `model.json`, and its heads where it has them. */
-export async function readBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<AnyBundle> {
+/**
+ * Loads and validates a bundle folder's `model.json`, and its heads where it has them (unless
+ * `withHeads` is false: a reader that needs only the encoder's side does not read them).
+ */
+export async function readBundle(dirArg: string = DEFAULT_MODEL_DIR, { withHeads = true } = {}): Promise<AnyBundle> {
   const dir = resolve(dirArg);
   const fail = (m: string): never => {
     throw new BundleError(dir, m);
@@ -165,7 +168,7 @@ export async function readBundle(dirArg: string = DEFAULT_MODEL_DIR): Promise<An
       ? 'none'
       : field(meta, 'normalization', (v): v is Normalization => NORMALIZATIONS.includes(v as Normalization), NORMALIZATIONS.map((n) => `"${n}"`).join(', '), fail);
   const info: BundleInfo = { dir, name, version, id: `${name}@${version}`, embeddingDim, nesting, labels, normalization, meta };
-  return { ...info, ...encoderOf(meta, dir, fail), ...(await headsOf(meta, info, fail)) };
+  return { ...info, ...encoderOf(meta, dir, fail), ...(withHeads ? await headsOf(meta, info, fail) : {}) };
 }
 
 /** The command that gives `bundle` heads: from images with an encoder, from embeddings without. */

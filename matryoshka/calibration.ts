@@ -31,12 +31,13 @@ export interface StageTable {
 export type Reference = 'labels' | 'full-size';
 
 /** Rows `indices` of a row-major array whose rows are `width` long, gathered in order. */
-function gatherRows<T extends Float64Array | Int32Array>(rows: T, width: number, indices: ArrayLike<number>, out: T): T {
+export function gatherRows<T extends Float32Array | Float64Array | Int32Array>(rows: T, width: number, indices: ArrayLike<number>, out: T): T {
   for (let r = 0; r < indices.length; r++) out.set(rows.subarray(indices[r]! * width, (indices[r]! + 1) * width), r * width);
   return out;
 }
 
-const pick = (labels: ArrayLike<number>, indices: ArrayLike<number>) => Array.from(indices, (i) => labels[i]!);
+/** Entries `indices` of `values`, in order. */
+export const pick = (values: ArrayLike<number>, indices: ArrayLike<number>) => Array.from(indices, (i) => values[i]!);
 
 /** The rows `indices` of a logit table (a split of it). */
 export function selectRows(table: LogitTable, indices: ArrayLike<number>): LogitTable {

@@ -1,10 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
-import { loadTestSlice, slicePixels, type TestSlice } from '../cli/testSlice.js';
+import { loadTestSlice, slicePng, type TestSlice } from '../cli/testSlice.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { modelTensors } from '../matryoshka/modelTensors.js';
 import { cascadeConfig } from '../services/cascade/config.js';
@@ -46,8 +45,7 @@ beforeAll(async () => {
   bundle = await loadBundle();
   slice = await loadTestSlice(bundle);
   encoder = await encoderOf();
-  const { width, height } = bundle.input;
-  pngs = await Promise.all(Array.from({ length: CASES }, (_, i) => sharp(Buffer.from(slicePixels(slice, i)), { raw: { width, height, channels: 1 } }).png().toBuffer()));
+  pngs = await Promise.all(Array.from({ length: CASES }, (_, i) => slicePng(slice, i)));
 });
 afterAll(() => encoder.shutdown());
 

@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { h2load } from '../bench/h2load.js';
 import { classifierClient, classify } from '../cli/clients.js';
-import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
+import { loadTestSlice, slicePng } from '../cli/testSlice.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { loadMrlProtos } from '../services/common/protos.js';
 import { type Outcome, outcome } from '../harness/load.js';
@@ -30,8 +29,7 @@ let png: Buffer;
 describe.skipIf(!haveH2load)('a flood of calls, from h2load, far past what the encoder can answer by their deadlines', () => {
   beforeAll(async () => {
     const bundle = await loadBundle();
-    const { width, height } = bundle.input;
-    png = await sharp(Buffer.from(slicePixels(await loadTestSlice(bundle), 0)), { raw: { width, height, channels: 1 } }).png().toBuffer();
+    png = await slicePng(await loadTestSlice(bundle), 0);
     message = (loadMrlProtos().proto.mrl.v1.Classifier.service.Classify.requestSerialize as (r: object) => Buffer)({ image: png });
     // A slow model (20 ms a batch of at most 8) makes a few thousand streams a flood; the cascade
     // admits every stream, so its admission control, not HTTP/2's stream limit, does the refusing.

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { LogLevel, Logger } from '../common/logger.js';
 import { StatusError } from '../common/statusError.js';
-import { loadBundle } from '../../matryoshka/bundle.js';
+import { BundleError, readBundle } from '../../matryoshka/bundle.js';
 import { channelCredentials, type ClientTls } from '../common/tls.js';
 import { EncoderGateway, type EncoderGatewayOptions, type Job, type Rows } from './encoderGateway.js';
 import { mrlTransport } from './encoderTransport.js';
@@ -75,7 +75,9 @@ if (parentPort) {
   const asBuffer = (b: Uint8Array | undefined) => b && Buffer.from(b);
   const { credentials, options: channelOptions } = channelCredentials(tls && { ...tls, ca: asBuffer(tls.ca)!, cert: asBuffer(tls.cert), key: asBuffer(tls.key) });
   const channel = { ...data.channel, credentials, channelOptions };
-  const bundle = await loadBundle(data.modelDir);
+  // The heads are the main thread's: this thread needs only the encoder's side of the bundle.
+  const bundle = await readBundle(data.modelDir, { withHeads: false });
+  if (!bundle.input) throw new BundleError(bundle.dir, 'has no encoder: the cascade starts no encoder gateway for it');
   const transport =
     data.protocol.kind === 'mrl'
       ? mrlTransport(channel, { model: bundle.id, embeddingDim: bundle.embeddingDim })

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { Bundle } from '../../matryoshka/bundle.js';
+import type { BundleEncoder, BundleInfo } from '../../matryoshka/bundle.js';
 import { modelTensors } from '../../matryoshka/modelTensors.js';
 import type { ModelInferResponse__Output } from '../common/generated/inference/ModelInferResponse.js';
 import type { ModelMetadataResponse__Output } from '../common/generated/inference/ModelMetadataResponse.js';
@@ -43,7 +43,7 @@ const sameDims = (a: number[], b: number[]) => a.length === b.length && a.every(
  * tensors [N, ...] in `raw_input_contents`; rows come back full size, in `raw_output_contents` or
  * in `contents`. The server's ModelMetadata must agree with the bundle before the cascade serves.
  */
-export function kserveTransport(options: ChannelOptions, bundle: Bundle, model: KserveModel): EncoderTransport {
+export function kserveTransport(options: ChannelOptions, bundle: BundleInfo & BundleEncoder, model: KserveModel): EncoderTransport {
   const { GRPCInferenceService } = loadInferenceProtos().proto.inference;
   const client = new GRPCInferenceService(options.target, options.credentials, channelSettings(options));
   const { input, output } = modelTensors(bundle);
