@@ -14,7 +14,7 @@ export interface HeadTimeResult {
   avg_dimension: number;
   cascade_us_per_request: number;
   full_us_per_request: number;
-  /** A bare onnxruntime Gemm of the full head's shape over the same batch, µs a request. */
+  /** A bare onnxruntime MatMul of the full head's shape over the same batch, µs a request. */
   bare_matmul_us_per_request: number;
   /** bare ÷ full head time: how near the full-size heads run to the bare matrix product (1 = as fast). */
   full_vs_bare: number;
@@ -22,6 +22,12 @@ export interface HeadTimeResult {
   time_ratio: number;
   /** average ÷ full dimension. */
   dimension_ratio: number;
+  /**
+   * Columns the cascade multiplied ÷ the full size's: its arithmetic, whatever the kernel.
+   * MRL-E adds each stage's new columns, so this is the dimension ratio; separate MRL heads
+   * recompute from the first column at each stage, 8 + 16 + … + m ≈ 2m for an answer at m.
+   */
+  mac_ratio: number;
 }
 
 function rng(seed: number) {
@@ -68,9 +74,11 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
   const batches = Array.from({ length: Math.ceil(requests / batch) }, (_, b) => inputs.slice(b * batch, (b + 1) * batch));
   const thresholds = new Array<number>(nesting.length - 1).fill(threshold);
   let dims = 0;
+  let columns = 0;
   const cas = await time(batches, async (zs) => {
     const results = await cascade.classifyBatch(zs, zs.map(() => ({ thresholds })), kernel);
     dims += results.reduce((n, res) => n + res.dimensionUsed, 0);
+    columns += results.reduce((n, res) => n + (kind === 'mrl' ? res.trace.reduce((c, s) => c + s.dimension, 0) : res.dimensionUsed), 0);
   });
   const full = await time(batches, (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds, policy: 'full' as const })), kernel));
   const bare = await ort.InferenceSession.create(gemmModel({ classes, inputs: d, weight: proto, bias: new Float32Array(classes), exitStats: false }), {
@@ -84,7 +92,8 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     return bare.run({ x: new ort.Tensor('float32', x, [zs.length, d]) });
   });
   // The warm-up batch counted too: average over what was measured.
-  const avgDimension = dims / (requests + batches[0]!.length);
+  const measured = requests + batches[0]!.length;
+  const avgDimension = dims / measured;
   return {
     kind,
     classes,
@@ -98,5 +107,6 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     full_vs_bare: bareUs / full,
     time_ratio: cas / full,
     dimension_ratio: avgDimension / d,
+    mac_ratio: columns / measured / d,
   };
 }

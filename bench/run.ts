@@ -245,6 +245,8 @@ async function main(): Promise<void> {
       [`bulk_packed_batch${bulkBatch}_over_raw_as_served_batch${bulkBatch}`]: result.bulk_packed.items_per_second / rawAt(bulkBatch, rawServed),
       open_loop_half_rate_p99_over_c1_p50: result.open_loop.p99_ms / c1.p50_ms,
       ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}_L${h.classes}`, h.time_ratio / h.dimension_ratio])),
+      // Not a target: the same time ratio over the cascade's arithmetic (MRL's separate heads do 8 + … + m columns for an answer at m).
+      ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_mac_ratio_${h.kind}_L${h.classes}`, h.time_ratio / h.mac_ratio])),
       ...Object.fromEntries(heads.map((h) => [`full_heads_over_bare_matmul_${h.kind}_L${h.classes}`, h.full_vs_bare])),
     },
   };

@@ -13,6 +13,8 @@ export interface CascadeOptions {
   maxDimension?: number;
   /** Default `cascade`. */
   policy?: Policy;
+  /** How many of the answering stage's most probable classes the result lists; default 1. */
+  topK?: number;
 }
 
 export interface StageTrace {
@@ -25,13 +27,17 @@ export interface StageTrace {
   escalated: boolean;
 }
 
+export interface TopClass {
+  classIndex: number;
+  probability: number;
+}
+
 export interface CascadeResult {
   classIndex: number;
   confidence: number;
   dimensionUsed: number;
-  /** The answering stage's raw logits, and its temperature: the probabilities of any class (see `topClasses`). */
-  logits: ArrayLike<number>;
-  temperature: number;
+  /** The answering stage's `topK` most probable classes, best first (ties: the lower index). */
+  top: TopClass[];
   trace: StageTrace[];
 }
 
@@ -60,12 +66,8 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-/**
- * The `k` most probable classes of an answer, best first (ties: the lower index), with their
- * probabilities: p(j) = p(top) · exp((logit j − logit top) / T), one pass over the classes.
- */
-export function topClasses(result: CascadeResult, k: number): { classIndex: number; probability: number }[] {
-  const { logits, temperature, classIndex, confidence } = result;
+/** The `k` largest logits' classes, best first (ties: the lower index), in one pass over the classes. */
+function topIndices(logits: ArrayLike<number>, k: number): number[] {
   const best: number[] = [];
   const better = (a: number, b: number) => logits[a]! > logits[b]! || (logits[a] === logits[b] && a < b);
   for (let j = 0; j < logits.length; j++) {
@@ -75,8 +77,7 @@ export function topClasses(result: CascadeResult, k: number): { classIndex: numb
     best.splice(at, 0, j);
     if (best.length > k) best.pop();
   }
-  const top = logits[classIndex]!;
-  return best.map((j) => ({ classIndex: j, probability: j === classIndex ? confidence : confidence * Math.exp((logits[j]! - top) / temperature) }));
+  return best;
 }
 
 /**
@@ -93,12 +94,20 @@ export interface StageWork {
   prev?: Float32Array | Float64Array;
   /** Per row, the stage's temperature. */
   temperatures: Float64Array;
+  /** How many top classes each row reports. */
+  k: number;
+  /** Whether the logits must come back (MRL-E carries them to the next stage); otherwise only their top k. */
+  keepLogits: boolean;
 }
 
-/** A stage's logits (rows × classes), and per row its top class and that class's probability at its temperature. */
+/**
+ * Per row, a stage's k top classes (rows × k, best first, ties to the lower index), their logits,
+ * and the top class's probability at the row's temperature; the logits (rows × classes) when asked.
+ */
 export interface StageOutput {
-  logits: Float32Array | Float64Array;
-  top: Int32Array;
+  logits?: Float32Array | Float64Array;
+  topClasses: Int32Array;
+  topLogits: Float32Array | Float64Array;
   topProbability: Float64Array;
 }
 
@@ -113,6 +122,22 @@ function addColumns(logits: Float64Array, weight: Float32Array, cols: number, x:
     for (let j = from; j < to; j++) acc += weight[row + j]! * x[j - from]!;
     logits[c]! += acc;
   }
+}
+
+/**
+ * The group's carried logits as one rows × classes array: the previous stage's output itself when
+ * they are its consecutive rows (no row of it answered), else a copy. They keep the kernel's
+ * precision: float64 from JavaScript, float32 from onnxruntime.
+ */
+function carriedTogether(group: readonly Row[], classes: number): Float32Array | Float64Array {
+  const first = group[0]!.carried!;
+  const n = group.length * classes;
+  const consecutive = group.every((row, g) => row.carried!.buffer === first.buffer && row.carried!.byteOffset === first.byteOffset + g * classes * first.BYTES_PER_ELEMENT);
+  if (consecutive)
+    return first instanceof Float32Array ? new Float32Array(first.buffer, first.byteOffset, n) : new Float64Array(first.buffer, first.byteOffset, n);
+  const joined = first instanceof Float32Array ? new Float32Array(n) : new Float64Array(n);
+  group.forEach((row, g) => joined.set(row.carried!, g * classes));
+  return joined;
 }
 
 /** A request's progress through the stages. */
@@ -178,23 +203,27 @@ export class Cascade {
     return this.nesting.indexOf(Math.min(cap, embeddingLength));
   }
 
-  #jsStage({ head, from, to, rows, x, prev, temperatures }: StageWork): StageOutput {
+  /** Always returns the logits: classify and `logits` read every stage's. */
+  #jsStage({ head, from, to, rows, x, prev, temperatures, k }: StageWork): StageOutput & { logits: Float64Array } {
     const { weight, bias, size } = this.heads[head]!;
     const L = this.classes;
     const width = to - from;
     const logits = new Float64Array(rows * L);
-    const top = new Int32Array(rows);
+    const topClasses = new Int32Array(rows * k);
+    const topLogits = new Float64Array(rows * k);
     const topProbability = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
       const row = logits.subarray(r * L, (r + 1) * L);
       if (prev) for (let c = 0; c < L; c++) row[c] = prev[r * L + c]!;
       else row.set(bias);
       addColumns(row, weight, size, x.subarray(r * width, (r + 1) * width), from, to);
-      const probabilities = softmax(row, temperatures[r]);
-      top[r] = argmax(probabilities);
-      topProbability[r] = probabilities[top[r]!]!;
+      topIndices(row, k).forEach((c, j) => {
+        topClasses[r * k + j] = c;
+        topLogits[r * k + j] = row[c]!;
+      });
+      topProbability[r] = softmax(row, temperatures[r])[topClasses[r * k]!]!;
     }
-    return { logits, top, topProbability };
+    return { logits, topClasses, topLogits, topProbability };
   }
 
   /**
@@ -220,20 +249,24 @@ export class Cascade {
         const width = m - start;
         const x = new Float32Array(group.length * width);
         group.forEach((row, g) => x.set(row.prefix(m).subarray(start, m), g * width));
-        // Carried logits keep the kernel's precision: float64 from JavaScript, float32 from onnxruntime.
-        const kept = start > 0 ? group[0]!.carried! : undefined;
-        const prev = kept && (kept instanceof Float32Array ? new Float32Array(group.length * this.classes) : new Float64Array(group.length * this.classes));
-        if (prev) group.forEach((row, g) => prev.set(row.carried!, g * this.classes));
+        const prev = start > 0 ? carriedTogether(group, this.classes) : undefined;
         const temperatures = Float64Array.from(group, (row) => row.options.temperatures?.[i] ?? 1);
-        const out = yield { head: this.kind === 'mrl' ? i : 0, from: start, to: m, rows: group.length, x, prev, temperatures };
+        const k = Math.max(...group.map((row) => row.options.topK ?? 1));
+        const keepLogits = incremental && group.some((row) => i < row.last);
+        const out = yield { head: this.kind === 'mrl' ? i : 0, from: start, to: m, rows: group.length, x, prev, temperatures, k, keepLogits };
         group.forEach((row, g) => {
-          const logits = out.logits.subarray(g * this.classes, (g + 1) * this.classes);
-          const classIndex = out.top[g]!;
-          const top = out.topProbability[g]!;
-          const exit = exitsAt(i, row.last, top, row.options.thresholds);
-          row.trace.push({ dimension: m, classIndex, topProbability: top, threshold: i === row.last ? 0 : row.options.thresholds[i]!, escalated: !exit });
-          if (exit) row.result = { classIndex, confidence: top, dimensionUsed: m, logits, temperature: temperatures[g]!, trace: row.trace };
-          else if (incremental) row.carried = logits;
+          const classIndex = out.topClasses[g * k]!;
+          const p = out.topProbability[g]!;
+          const exit = exitsAt(i, row.last, p, row.options.thresholds);
+          row.trace.push({ dimension: m, classIndex, topProbability: p, threshold: i === row.last ? 0 : row.options.thresholds[i]!, escalated: !exit });
+          if (exit) {
+            // p(j) = p(top) · exp((logit j − logit top) / T)
+            const top = Array.from({ length: row.options.topK ?? 1 }, (_, j) => ({
+              classIndex: out.topClasses[g * k + j]!,
+              probability: j === 0 ? p : p * Math.exp((out.topLogits[g * k + j]! - out.topLogits[g * k]!) / temperatures[g]!),
+            }));
+            row.result = { classIndex, confidence: p, dimensionUsed: m, top, trace: row.trace };
+          } else if (incremental) row.carried = out.logits!.subarray(g * this.classes, (g + 1) * this.classes);
         });
       }
     }
@@ -260,7 +293,7 @@ export class Cascade {
     let step = run.next();
     while (!step.done) {
       const out = this.#jsStage(step.value);
-      logits.push(out.logits as Float64Array);
+      logits.push(out.logits);
       step = run.next(out);
     }
     return { result: step.value[0]!, logits };

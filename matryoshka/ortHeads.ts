@@ -8,6 +8,9 @@ import { gemmModel } from './gemmModel.js';
  */
 export const ORT_HEADS_MIN_MACS = 1 << 16;
 
+const FETCH = ['topv', 'topi', 'ptop'];
+const FETCH_CARRIED = [...FETCH, 'y'];
+
 /**
  * A cascade's stages as matrix products on onnxruntime (one thread: the cascade shares its cores),
  * a session per stage shape (head, columns, carried logits or bias), made on first use.
@@ -33,16 +36,19 @@ export function ortHeadKernel(cascade: Cascade): HeadKernel {
     return s;
   };
   return async (work): Promise<StageOutput> => {
-    const { rows, x, prev, temperatures, from, to } = work;
+    const { rows, x, prev, temperatures, from, to, k, keepLogits } = work;
     const feeds: Record<string, ort.Tensor> = {
       x: new ort.Tensor('float32', x, [rows, to - from]),
       t: new ort.Tensor('float32', Float32Array.from(temperatures), [rows, 1]),
+      k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]),
     };
     if (prev) feeds.c = new ort.Tensor('float32', prev instanceof Float32Array ? prev : Float32Array.from(prev), [rows, L]);
-    const out = await (await session(work)).run(feeds);
+    // The logits stay inside onnxruntime unless carried: copying them out cost as much as the stage's product at 8 columns.
+    const out = await (await session(work)).run(feeds, keepLogits ? FETCH_CARRIED : FETCH);
     return {
-      logits: out.y!.data as Float32Array,
-      top: Int32Array.from(out.top!.data as BigInt64Array, Number),
+      logits: keepLogits ? (out.y!.data as Float32Array) : undefined,
+      topClasses: Int32Array.from(out.topi!.data as BigInt64Array, Number),
+      topLogits: out.topv!.data as Float32Array,
       topProbability: Float64Array.from(out.ptop!.data as Float32Array),
     };
   };

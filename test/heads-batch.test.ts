@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HeadKind, LinearHead } from '../matryoshka/bundle.js';
 import { loadBundle } from '../matryoshka/bundle.js';
-import { Cascade, type CascadeOptions, type HeadKernel, type StageWork, softmax, topClasses } from '../matryoshka/cascade.js';
+import { Cascade, type CascadeOptions, type HeadKernel, type StageWork, softmax } from '../matryoshka/cascade.js';
 import { ortHeadKernel } from '../matryoshka/ortHeads.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { encode, encoderClient, sliceTensor } from '../cli/clients.js';
@@ -86,20 +86,32 @@ describe('the cascade over a batch, stage by stage', () => {
     });
   }
 
-  it('topClasses gives the k most probable classes of the answering stage, as its softmax ranks them', async () => {
-    const { cascade, nesting, zs } = synthetic('mrl', 40, 64);
-    for (const z of zs.slice(0, 10)) {
-      const result = cascade.classify(z, { thresholds: new Array<number>(nesting.length - 1).fill(0.8), temperatures: nesting.map(() => 1.3) });
-      const p = softmax(result.logits, 1.3);
-      const want = Array.from(p.keys())
-        .sort((a, b) => p[b]! - p[a]! || a - b)
-        .slice(0, 5);
-      const got = topClasses(result, 5);
-      expect(got.map((t) => t.classIndex)).toEqual(want);
-      got.forEach((t) => expect(t.probability).toBeCloseTo(p[t.classIndex]!, 12));
-      expect(got[0]!.probability).toBe(result.confidence);
-    }
-  });
+  for (const kind of ['mrl', 'mrl-e'] as const)
+    it(`${kind}: an answer lists the k most probable classes of its stage, as that stage's softmax ranks them, in JavaScript and on onnxruntime`, async () => {
+      const { cascade, nesting, zs } = synthetic(kind, 300, 256);
+      const temperatures = nesting.map((_, i) => 1 + i / 10);
+      const options = zs.map((_, i) => ({ thresholds: new Array<number>(nesting.length - 1).fill(0.8), temperatures, topK: 1 + (i % 6) }));
+      const [js, ort] = await Promise.all([cascade.classifyBatch(zs, options), cascade.classifyBatch(zs, options, ortHeadKernel(cascade))]);
+      const dims = new Set<number>();
+      zs.forEach((z, i) => {
+        const result = js[i]!;
+        const stage = nesting.indexOf(result.dimensionUsed);
+        dims.add(result.dimensionUsed);
+        // Every stage's logits from the JavaScript path: the answering stage's softmax is the reference.
+        const p = softmax(cascade.logits(z)[stage]!, temperatures[stage]);
+        const want = Array.from(p.keys())
+          .sort((a, b) => p[b]! - p[a]! || a - b)
+          .slice(0, options[i]!.topK);
+        expect(result.top.map((t) => t.classIndex)).toEqual(want);
+        result.top.forEach((t) => expect(t.probability).toBeCloseTo(p[t.classIndex]!, 12));
+        expect(result.top[0]!.probability).toBe(result.confidence);
+        if (ort[i]!.dimensionUsed !== result.dimensionUsed) return;
+        expect(ort[i]!.top.map((t) => t.classIndex)).toEqual(want);
+        ort[i]!.top.forEach((t) => expect(t.probability).toBeCloseTo(p[t.classIndex]!, 5));
+      });
+      // Answers came from several stages, so the lists were read from different stages' heads.
+      expect(dims.size).toBeGreaterThan(2);
+    });
 
   it('the default bundle over its test slice: a batch answers as each image alone', async () => {
     const bundle = await loadBundle();

@@ -11,7 +11,7 @@ import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
-import { type Cascade, type Policy, topClasses } from '../../matryoshka/cascade.js';
+import type { Cascade, Policy } from '../../matryoshka/cascade.js';
 import type { EncoderThread } from './encoderThread.js';
 import type { HeadRunner } from './headRunner.js';
 import type { CascadeMetrics } from './metrics.js';
@@ -119,13 +119,13 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   /** Runs the cascade on an embedding and records what it did. */
   const respond = async (z: Float32Array, c: Checked): Promise<ClassifyResponse> => {
     const settings = deps.thresholds.current;
-    const result = await deps.heads.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy });
+    const result = await deps.heads.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy, topK: c.topK });
     // Only an answer that could have escalated to the full size can disagree with it.
     if (c.policy === 'cascade' && c.cap === bundle.embeddingDim && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);
     metrics.dimensionUsed.observe(result.dimensionUsed);
     metrics.exits.inc({ dimension: String(result.dimensionUsed) });
     for (const stage of result.trace) if (stage.escalated) metrics.escalations.inc({ dimension: String(stage.dimension) });
-    const top = topClasses(result, c.topK).map((t) => ({ label: bundle.labels[t.classIndex]!, class_index: t.classIndex, probability: t.probability }));
+    const top = result.top.map((t) => ({ label: bundle.labels[t.classIndex]!, class_index: t.classIndex, probability: t.probability }));
     return {
       label: bundle.labels[result.classIndex]!,
       class_index: result.classIndex,
