@@ -1,20 +1,27 @@
 /**
- * CPU per decoded image: sharp as the encoder used it before decodeImage (metadata, then a
- * decode to 28x28 gray), decodeImage, and bare zlib inflate of the PNG's pixel data; a large PNG
- * against sharp; and, for the JPEG size above which decodeImage hands JPEGs to sharp, sharp
- * against jpeg-js by size.
- * Run: node --import tsx bench/decode.ts [--rounds 3]
+ * CPU per decoded image: the encoder's image path with the default bundle's pipeline
+ * (decodeImage, preprocessImage, and both as imageToInput) for a 28x28 gray PNG and the RGB PNG
+ * the Classify benchmark sends (slicePng), side by side with an earlier tree's when --baseline
+ * names one; sharp as the encoder used it before decodeImage (metadata, then a decode to 28x28
+ * gray), decodeImage, and bare zlib inflate of the PNG's pixel data; a large PNG against sharp;
+ * and, for the JPEG size above which decodeImage hands JPEGs to sharp, sharp against jpeg-js by size.
+ * Run: node --import tsx bench/decode.ts [--rounds 3] [--baseline DIR]
+ * DIR: an earlier commit's tree outside the repository, with this one's node_modules, e.g.
+ *   mkdir /tmp/base && git archive HEAD | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { inflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
 import sharp from 'sharp';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { decodeImage } from '../matryoshka/image/decode.js';
-import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
+import { preprocessImage } from '../matryoshka/image/preprocess.js';
+import { imageToInput } from '../matryoshka/modelInput.js';
+import { loadTestSlice, slicePixels, slicePng } from '../cli/testSlice.js';
 
 const MAX_PIXELS = 2048 * 2048;
-const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, baseline: { type: 'string' } } });
 const rounds = Number(args.rounds);
 
 /** The encoder's path before decodeImage: a header read, then sharp's pipeline to 28x28 gray. */
@@ -53,7 +60,8 @@ async function cpuMicros(n: number, call: () => unknown): Promise<number> {
 const fmt = (us: number) => `${us.toFixed(1).padStart(8)} µs`;
 const row = (label: string, us: number, notes = '') => console.log(`  ${label.padEnd(42)}${fmt(us)}  ${notes}`);
 
-const slice = await loadTestSlice(await loadBundle());
+const bundle = await loadBundle();
+const slice = await loadTestSlice(bundle);
 const item = sharp(Buffer.from(slicePixels(slice, 0)), { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w');
 const png = await item.clone().png().toBuffer();
 const grayJpeg = await item.clone().jpeg().toBuffer();
@@ -68,6 +76,38 @@ const photo = (w: number, h: number, channels: 1 | 3) =>
   );
 const bigJpeg = await photo(640, 480, 3).jpeg().toBuffer();
 console.log(`CPU per image, median of ${rounds} rounds (node ${process.version}, sharp ${sharp.versions.sharp})\n`);
+
+/** The encoder's image path, from this tree or the baseline's. */
+interface ImagePath {
+  decodeImage: typeof decodeImage;
+  preprocessImage: typeof preprocessImage;
+  imageToInput: typeof imageToInput;
+}
+const baseline: ImagePath | undefined = args.baseline
+  ? {
+      ...((await import(resolve(args.baseline, 'matryoshka/image/decode.ts'))) as ImagePath),
+      ...((await import(resolve(args.baseline, 'matryoshka/image/preprocess.ts'))) as ImagePath),
+      ...((await import(resolve(args.baseline, 'matryoshka/modelInput.ts'))) as ImagePath),
+    }
+  : undefined;
+console.log(`The default bundle's pipeline (${bundle.id})${baseline ? `; before: ${args.baseline}` : ''}`);
+for (const [name, bytes] of [['28x28 gray PNG', png], ['slicePng, 28x28 RGB', await slicePng(slice, 0)]] as const) {
+  const steps: [string, (path: ImagePath) => () => unknown][] = [
+    ['decodeImage', (path) => () => path.decodeImage(bytes, MAX_PIXELS)],
+    ['preprocessImage', (path) => {
+      const pixels = decodeImage(bytes, MAX_PIXELS);
+      return async () => path.preprocessImage(await pixels, bundle.preprocess);
+    }],
+    ['imageToInput', (path) => () => path.imageToInput(bytes, bundle.preprocess, MAX_PIXELS)],
+  ];
+  console.log(`  ${name} (${bytes.length} bytes)`);
+  for (const [step, call] of steps) {
+    const now = await cpuMicros(20000, call({ decodeImage, preprocessImage, imageToInput }));
+    const before = baseline && (await cpuMicros(20000, call(baseline)));
+    row(`  ${step}`, now, before === undefined ? '' : `before ${fmt(before)}, before/now = ${(before / now).toFixed(2)}`);
+  }
+}
+console.log();
 
 console.log(`Fashion-MNIST test image 0, 28x28 gray PNG (${png.length} bytes, IDAT ${idat.length} bytes)`);
 const pngOld = await cpuMicros(2000, () => oldSharpPath(png));

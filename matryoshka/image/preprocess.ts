@@ -1,5 +1,6 @@
 import type { Pixels } from './decode.js';
 import { RESAMPLE, type Resample, resize } from './resample.js';
+import { resetScratch, scratchBytes, scratchInt32 } from './scratch.js';
 
 export type Layout = 'NCHW' | 'NHWC';
 
@@ -255,8 +256,10 @@ const over = (v: number, a: number, bg: number) => Math.trunc((v * a + bg * (255
 /** Flattens alpha onto the background and converts to 1 (grayscale) or 3 channels. */
 function convert(px: Pixels, p: ImagePipeline): Pixels {
   const c = p.grayscale ? 1 : 3;
+  // Opaque pixels with the output's channels already (no step writes to its input).
+  if (px.channels === c) return px;
   const n = px.width * px.height;
-  const out = new Uint8Array(n * c);
+  const out = scratchBytes(n * c);
   const [br, bg, bb] = p.background;
   const bgLuma = luma(br, bg, bb);
   const d = px.data;
@@ -286,26 +289,32 @@ function convert(px: Pixels, p: ImagePipeline): Pixels {
 /** The colour of the image's outermost pixels: per channel, the (lower) median of the border ring. */
 function borderColour(img: Pixels): number[] {
   const { width: w, height: h, channels: c, data } = img;
-  const hist = Array.from({ length: c }, () => new Uint32Array(256));
+  // One 256-bin histogram per channel.
+  const hist = scratchInt32(256 * c);
   let n = 0;
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x += y === 0 || y === h - 1 ? 1 : Math.max(1, w - 1)) {
-      for (let ch = 0; ch < c; ch++) hist[ch]![data[(y * w + x) * c + ch]!]!++;
+      for (let ch = 0, at = (y * w + x) * c; ch < c; ch++) hist[256 * ch + data[at + ch]!]!++;
       n++;
     }
-  return hist.map((counts) => {
-    let seen = 0;
-    for (let v = 0; v < 256; v++) if ((seen += counts[v]!) > (n - 1) / 2) return v;
-    return 255;
-  });
+  const colour: number[] = [];
+  for (let ch = 0; ch < c; ch++) {
+    let v = 0;
+    for (let seen = 0; v < 255 && (seen += hist[256 * ch + v]!) <= (n - 1) / 2; ) v++;
+    colour.push(v);
+  }
+  return colour;
 }
 
 /** Crops to the bounding box of the pixels farther than `threshold` × 255 from `colour` in any channel (all of it if none are). */
 function trim(img: Pixels, colour: number[], threshold: number): Pixels {
   const { width: w, height: h, channels: c, data } = img;
   const limit = threshold * 255;
+  // Per channel and byte: whether it is that far from the colour.
+  const far = scratchBytes(256 * c);
+  for (let ch = 0; ch < c; ch++) for (let v = 0; v < 256; v++) far[256 * ch + v] = Math.abs(v - colour[ch]!) > limit ? 1 : 0;
   const content = (x: number, y: number) => {
-    for (let ch = 0, at = (y * w + x) * c; ch < c; ch++) if (Math.abs(data[at + ch]! - colour[ch]!) > limit) return true;
+    for (let ch = 0, at = (y * w + x) * c; ch < c; ch++) if (far[256 * ch + data[at + ch]!]) return true;
     return false;
   };
   let x0 = w, y0 = h, x1 = -1, y1 = -1;
@@ -327,8 +336,11 @@ function trim(img: Pixels, colour: number[], threshold: number): Pixels {
 /** A `w` × `h` canvas of `fill` with `img` drawn at (`dx`, `dy`), cropped to the canvas. */
 function place(img: Pixels, w: number, h: number, dx: number, dy: number, fill: readonly number[]): Pixels {
   const c = img.channels;
-  const out = new Uint8Array(w * h * c);
-  if (dx > 0 || dy > 0 || dx + img.width < w || dy + img.height < h) for (let i = 0; i < out.length; i++) out[i] = fill[i % c]!;
+  const out = scratchBytes(w * h * c);
+  if (dx > 0 || dy > 0 || dx + img.width < w || dy + img.height < h) {
+    if (c === 1) out.fill(fill[0]!);
+    else for (let i = 0; i < out.length; i++) out[i] = fill[i % c]!;
+  }
   const xa = Math.max(0, dx);
   const xb = Math.min(w, dx + img.width);
   for (let y = Math.max(0, dy); y < Math.min(h, dy + img.height); y++)
@@ -351,15 +363,17 @@ function centerCrop(img: Pixels, { height, width }: { height: number; width: num
 
 /**
  * The pipeline's output of decoded pixels: a float32 tensor of output.channels × height × width
- * values in the output's layout (one image, no batch axis).
+ * values in the output's layout (one image, no batch axis). Steps that would leave the image as
+ * it is (a resize to its own size) are skipped; the images between steps are scratch.
  */
 export function preprocessImage(pixels: Pixels, p: ImagePipeline): Float32Array {
+  resetScratch();
   let img = convert(pixels, p);
   const border = p.trimThreshold !== undefined || p.padToSquare || p.negate === 'auto' ? borderColour(img) : [];
   if (p.trimThreshold !== undefined) img = trim(img, border, p.trimThreshold);
   if (p.resize) {
     const [h, w] = resizedSize(img.height, img.width, p.resize.size);
-    img = resize(img, w, h, p.resize.resample);
+    if (h !== img.height || w !== img.width) img = resize(img, w, h, p.resize.resample);
   }
   if (p.padToSquare) img = padToSquare(img, border);
   if (p.centerCrop) img = centerCrop(img, p.centerCrop);
@@ -369,20 +383,28 @@ export function preprocessImage(pixels: Pixels, p: ImagePipeline): Float32Array 
 
 /** Per image channel, the byte each byte becomes: 255 − byte when negating, then the autocontrast stretch. */
 function byteMaps(img: Pixels, negate: boolean, autocontrast: boolean): Uint8Array[] {
-  return Array.from({ length: img.channels }, (_, ch) => {
-    const map = Uint8Array.from({ length: 256 }, (_, b) => (negate ? 255 - b : b));
-    if (!autocontrast) return map;
+  const { channels, data } = img;
+  const maps: Uint8Array[] = [];
+  for (let ch = 0; ch < channels; ch++) {
+    const map = scratchBytes(256);
+    for (let b = 0; b < 256; b++) map[b] = negate ? 255 - b : b;
+    maps.push(map);
+    if (!autocontrast) continue;
     let lo = 255;
     let hi = 0;
-    for (let i = ch; i < img.data.length; i += img.channels) {
-      lo = Math.min(lo, map[img.data[i]!]!);
-      hi = Math.max(hi, map[img.data[i]!]!);
+    for (let i = ch; i < data.length; i += channels) {
+      const v = map[data[i]!]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
     }
     // PIL leaves a flat channel as it is, and truncates the stretched values.
     if (hi > lo) for (let b = 0; b < 256; b++) map[b] = Math.max(0, Math.min(255, Math.trunc(((map[b]! - lo) * 255) / (hi - lo))));
-    return map;
-  });
+  }
+  return maps;
 }
+
+/** toTensor's value per byte, for one channel at a time (allocating it costs more than filling it). */
+const TABLE = new Float32Array(256);
 
 /**
  * 8-bit pixels (at the model's size) → float32 values: per output channel, byte × scale + offset
@@ -391,13 +413,17 @@ function byteMaps(img: Pixels, negate: boolean, autocontrast: boolean): Uint8Arr
  */
 export function toTensor(img: Pixels, scale: readonly number[], offset: readonly number[], layout: Layout, maps?: Uint8Array[]): Float32Array {
   const channels = scale.length;
+  const { channels: k, data } = img;
   const n = img.width * img.height;
   const out = new Float32Array(n * channels);
   for (let c = 0; c < channels; c++) {
-    const src = img.channels === 1 ? 0 : c;
+    const src = k === 1 ? 0 : c;
     const map = maps?.[src];
-    const table = Float32Array.from({ length: 256 }, (_, b) => (map ? map[b]! : b) * scale[c]! + offset[c]!);
-    for (let i = 0; i < n; i++) out[layout === 'NCHW' ? c * n + i : i * channels + c] = table[img.data[i * img.channels + src]!]!;
+    for (let b = 0; b < 256; b++) TABLE[b] = (map ? map[b]! : b) * scale[c]! + offset[c]!;
+    // This channel's value for pixel i goes to first + i × step.
+    const first = layout === 'NCHW' ? c * n : c;
+    const step = layout === 'NCHW' ? 1 : channels;
+    for (let i = 0, at = src, o = first; i < n; i++, at += k, o += step) out[o] = TABLE[data[at]!]!;
   }
   return out;
 }
