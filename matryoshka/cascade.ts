@@ -66,18 +66,29 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-/** The `k` largest logits' classes, best first (ties: the lower index), in one pass over the classes. */
+/**
+ * The `k` largest logits' classes, best first, in one pass over the classes. Ties go to the lower
+ * index: a class passes one before it only with a larger logit.
+ */
 function topIndices(logits: ArrayLike<number>, k: number): number[] {
   const best: number[] = [];
-  const better = (a: number, b: number) => logits[a]! > logits[b]! || (logits[a] === logits[b] && a < b);
   for (let j = 0; j < logits.length; j++) {
-    if (best.length === k && !better(j, best[k - 1]!)) continue;
+    const v = logits[j]!;
+    if (best.length === k && !(v > logits[best[k - 1]!]!)) continue;
     let at = best.length === k ? k - 1 : best.length;
-    while (at > 0 && better(j, best[at - 1]!)) at--;
+    while (at > 0 && v > logits[best[at - 1]!]!) at--;
     best.splice(at, 0, j);
     if (best.length > k) best.pop();
   }
   return best;
+}
+
+/** The probability softmax(logits / temperature) gives class `top`, the largest: 1 / Σ exp((logit j − logit top) / T), as `softmax` computes it. */
+function topProbabilityOf(logits: ArrayLike<number>, top: number, temperature: number): number {
+  const max = logits[top]!;
+  let sum = 0;
+  for (let j = 0; j < logits.length; j++) sum += Math.exp((logits[j]! - max) / temperature);
+  return 1 / sum;
 }
 
 /**
@@ -221,7 +232,7 @@ export class Cascade {
         topClasses[r * k + j] = c;
         topLogits[r * k + j] = row[c]!;
       });
-      topProbability[r] = softmax(row, temperatures[r])[topClasses[r * k]!]!;
+      topProbability[r] = topProbabilityOf(row, topClasses[r * k]!, temperatures[r]!);
     }
     return { logits, topClasses, topLogits, topProbability };
   }
