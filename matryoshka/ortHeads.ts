@@ -11,11 +11,16 @@ export const ORT_HEADS_MIN_MACS = 1 << 16;
 const FETCH = ['topv', 'topi', 'ptop'];
 const FETCH_CARRIED = [...FETCH, 'y'];
 
+export type OrtHeadKernel = HeadKernel & {
+  /** Releases the onnxruntime sessions and their weights; a stage run afterwards makes its session again. */
+  release(): Promise<void>;
+};
+
 /**
  * A cascade's stages as matrix products on onnxruntime (one thread: the cascade shares its cores),
  * a session per stage shape (head, columns, carried logits or bias), made on first use.
  */
-export function ortHeadKernel(cascade: Cascade): HeadKernel {
+export function ortHeadKernel(cascade: Cascade): OrtHeadKernel {
   const L = cascade.classes;
   const sessions = new Map<string, Promise<ort.InferenceSession>>();
   const session = ({ head, from, to, prev }: StageWork) => {
@@ -35,7 +40,7 @@ export function ortHeadKernel(cascade: Cascade): HeadKernel {
     }
     return s;
   };
-  return async (work): Promise<StageOutput> => {
+  const kernel: HeadKernel = async (work): Promise<StageOutput> => {
     const { rows, x, prev, temperatures, from, to, k, keepLogits } = work;
     const feeds: Record<string, ort.Tensor> = {
       x: new ort.Tensor('float32', x, [rows, to - from]),
@@ -52,4 +57,11 @@ export function ortHeadKernel(cascade: Cascade): HeadKernel {
       topProbability: Float64Array.from(out.ptop!.data as Float32Array),
     };
   };
+  return Object.assign(kernel, {
+    async release() {
+      const made = [...sessions.values()];
+      sessions.clear();
+      await Promise.all(made.map(async (pending) => (await pending.catch(() => undefined))?.release()));
+    },
+  });
 }

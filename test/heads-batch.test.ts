@@ -86,6 +86,16 @@ describe('the cascade over a batch, stage by stage', () => {
     });
   }
 
+  it('onnxruntime heads release their sessions, and a stage run afterwards makes its session again', async () => {
+    const { cascade, nesting, zs } = synthetic('mrl-e', 300, 256);
+    const options = optionsFor(nesting, zs.length);
+    const kernel = ortHeadKernel(cascade);
+    const before = await cascade.classifyBatch(zs, options, kernel);
+    await kernel.release();
+    await kernel.release();
+    expect(await cascade.classifyBatch(zs, options, kernel)).toEqual(before);
+  });
+
   for (const kind of ['mrl', 'mrl-e'] as const)
     it(`${kind}: an answer lists the k most probable classes of its stage, as that stage's softmax ranks them, in JavaScript and on onnxruntime`, async () => {
       const { cascade, nesting, zs } = synthetic(kind, 300, 256);

@@ -104,7 +104,8 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
   const metricsServer = await startMetricsServer(metrics.registry, config.host, config.metricsPort, encoder && (() => encoder.metricsText()));
   const cascade = new Cascade(bundle.headKind, bundle.nesting, bundle.heads, bundle.normalization);
   // Large heads run as matrix products on onnxruntime; small ones cost less in JavaScript.
-  const heads = new HeadRunner(cascade, bundle.labels.length * bundle.embeddingDim >= ORT_HEADS_MIN_MACS ? ortHeadKernel(cascade) : cascade.js);
+  const ortHeads = bundle.labels.length * bundle.embeddingDim >= ORT_HEADS_MIN_MACS ? ortHeadKernel(cascade) : undefined;
+  const heads = new HeadRunner(cascade, ortHeads ?? cascade.js);
   const shadow = new ShadowSampler(heads, metrics, { rate: config.shadow.rate, reservoir: config.shadow.recalibrate ? config.shadow.reservoir : 0 });
   const recertification = config.shadow.recalibrate
     ? startRecertification(shadow, thresholds, { intervalMs: config.shadow.intervalMs, checkMs: 1000 }, metrics, logger)
@@ -162,6 +163,7 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       thresholds.close();
       await encoder?.close();
       await metricsServer.close();
+      await ortHeads?.release();
     },
   };
 }
