@@ -240,13 +240,16 @@ export class Cascade {
   /**
    * The stage-by-stage batch: yields each stage's work (one per group of rows that share their
    * columns) and takes its output, until every row has answered. Throws a RangeError on a length
-   * or cap outside the nesting: the service refuses those first, with INVALID_ARGUMENT.
+   * or cap outside the nesting, or a topK outside the classes: the service refuses those first,
+   * with INVALID_ARGUMENT.
    */
   *#stages(zs: readonly Float32Array[], options: readonly CascadeOptions[]): Generator<StageWork, CascadeResult[], StageOutput> {
     const rows: Row[] = zs.map((z, r) => {
       const o = options[r]!;
       const last = this.allowedStages(z.length, o.maxDimension);
       if (typeof last === 'string') throw new RangeError(last);
+      const k = o.topK ?? 1;
+      if (!Number.isInteger(k) || k < 1 || k > this.classes) throw new RangeError(`topK ${k} is not a whole number from 1 to the ${this.classes} classes`);
       return { prefix: prefixNormalizer(z, this.normalization), first: o.policy === 'full' ? last : 0, last, options: o, trace: [] };
     });
     const incremental = this.kind === 'mrl-e' && this.normalization === 'none';

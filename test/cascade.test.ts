@@ -64,6 +64,14 @@ describe('Cascade (MRL heads)', () => {
     expect(() => cascade.classify(z(1, 2, 3), { thresholds: [0, 0] })).toThrow(RangeError);
   });
 
+  it('lists the top k classes asked for, and refuses a k outside the classes', () => {
+    const classes = cascade.classes;
+    const all = cascade.classify(z(0, 0, 1, 0, 0, 3, 0, 0), { thresholds: [2, 2], topK: classes }).top;
+    expect(all.map((t) => t.classIndex).sort()).toEqual(Array.from({ length: classes }, (_, i) => i));
+    expect(all.reduce((p, t) => p + t.probability, 0)).toBeCloseTo(1, 12);
+    for (const topK of [0, classes + 1, 1.5]) expect(() => cascade.classify(z(0, 0, 1, 0), { thresholds: [0, 0], topK })).toThrow(/topK/);
+  });
+
   it('allStages traces every stage with its class', () => {
     const t = cascade.allStages(z(0, 0, 1, 0, 0, 3, 0, 0));
     expect(t.map((s) => s.dimension)).toEqual(NESTING);
