@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import type { HeadKind, LinearHead } from '../matryoshka/bundle.js';
 import { Cascade } from '../matryoshka/cascade.js';
-import { gemmModel } from '../matryoshka/gemmModel.js';
+import { linearModel } from '../matryoshka/linearModel.js';
 import { ortHeadKernel } from '../matryoshka/ortHeads.js';
 
 export interface HeadTimeResult {
@@ -48,7 +48,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
  * coordinates carry most of the signal, as an MRL model's do, so that easy inputs exit early.
  * Heads are the prototypes (MRL: one truncated copy per size; MRL-E: the shared matrix). The
  * cascade and the full size run as the service runs them, batches of stages on onnxruntime;
- * beside them, a bare Gemm of the full head's shape over the same batches.
+ * beside them, a bare MatMul of the full head's shape over the same batches.
  */
 export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requests = 512, batch = 64, rounds = 5, threshold = 0.9, signal = 1): Promise<HeadTimeResult> {
   const nesting: number[] = [];
@@ -82,7 +82,7 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
       dims += res.dimensionUsed;
       columns += kind === 'mrl' ? res.trace.reduce((c, s) => c + s.dimension, 0) : res.dimensionUsed;
     }
-  const bare = await ort.InferenceSession.create(gemmModel({ classes, inputs: d, weight: proto, bias: new Float32Array(classes), exitStats: false }), {
+  const bare = await ort.InferenceSession.create(linearModel({ classes, inputs: d, weight: proto, bias: new Float32Array(classes), exitStats: false }), {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
@@ -102,6 +102,8 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
   const times = { cascade: [] as number[], full: [] as number[], bare: [] as number[] };
   for (let round = 0; round < rounds; round++) for (const [name, run] of Object.entries(runs)) times[name as keyof typeof runs].push(await time(batches, run));
   const [cas, full, bareUs] = [median(times.cascade), median(times.full), median(times.bare)];
+  await kernel.release();
+  await bare.release();
   const avgDimension = dims / requests;
   return {
     kind,

@@ -27,6 +27,7 @@ export interface StageTrace {
   escalated: boolean;
 }
 
+/** A class of an answer's list, with its probability at the answering stage. */
 export interface TopClass {
   classIndex: number;
   probability: number;
@@ -67,20 +68,46 @@ export function argmax(values: ArrayLike<number>): number {
 }
 
 /**
- * The `k` largest logits' classes, best first, in one pass over the classes. Ties go to the lower
- * index: a class passes one before it only with a larger logit.
+ * The `k` largest logits' classes, best first (ties: the lower index), in one pass over the
+ * classes keeping the best k in a heap whose root is the worst of them: O(L log k).
  */
-function topIndices(logits: ArrayLike<number>, k: number): number[] {
-  const best: number[] = [];
+export function topIndices(logits: ArrayLike<number>, k: number): number[] {
+  // a is worse than b: a smaller logit, or an equal one at a higher index.
+  const worse = (a: number, b: number) => logits[a]! < logits[b]! || (logits[a] === logits[b] && a > b);
+  const heap: number[] = [];
+  const siftDown = (at: number) => {
+    for (;;) {
+      const l = 2 * at + 1;
+      const r = l + 1;
+      let w = at;
+      if (l < heap.length && worse(heap[l]!, heap[w]!)) w = l;
+      if (r < heap.length && worse(heap[r]!, heap[w]!)) w = r;
+      if (w === at) return;
+      [heap[at], heap[w]] = [heap[w]!, heap[at]!];
+      at = w;
+    }
+  };
   for (let j = 0; j < logits.length; j++) {
-    const v = logits[j]!;
-    if (best.length === k && !(v > logits[best[k - 1]!]!)) continue;
-    let at = best.length === k ? k - 1 : best.length;
-    while (at > 0 && v > logits[best[at - 1]!]!) at--;
-    best.splice(at, 0, j);
-    if (best.length > k) best.pop();
+    if (heap.length < k) {
+      heap.push(j);
+      for (let at = heap.length - 1; at > 0 && worse(heap[at]!, heap[(at - 1) >> 1]!); at = (at - 1) >> 1)
+        [heap[at], heap[(at - 1) >> 1]] = [heap[(at - 1) >> 1]!, heap[at]!];
+    } else if (worse(heap[0]!, j)) {
+      heap[0] = j;
+      siftDown(0);
+    }
   }
-  return best;
+  return heap.sort((a, b) => (worse(a, b) ? 1 : -1));
+}
+
+/**
+ * An answer's `k` most probable classes, its top class first: p(j) = p(top) · exp((logit j −
+ * logit top) / T), from the stage's logits (needed only when k > 1).
+ */
+function topList(k: number, classIndex: number, confidence: number, logits: ArrayLike<number> | undefined, temperature: number): TopClass[] {
+  if (k === 1) return [{ classIndex, probability: confidence }];
+  const top = logits![classIndex]!;
+  return topIndices(logits!, k).map((j) => ({ classIndex: j, probability: j === classIndex ? confidence : confidence * Math.exp((logits![j]! - top) / temperature) }));
 }
 
 /** The probability softmax(logits / temperature) gives class `top`, the largest: 1 / Σ exp((logit j − logit top) / T), as `softmax` computes it. */
@@ -105,20 +132,21 @@ export interface StageWork {
   prev?: Float32Array | Float64Array;
   /** Per row, the stage's temperature. */
   temperatures: Float64Array;
-  /** How many top classes each row reports. */
-  k: number;
-  /** Whether the logits must come back (MRL-E carries them to the next stage); otherwise only their top k. */
+  /**
+   * Whether the logits must come back: MRL-E carries them to the next stage, and a row answering
+   * here with more than its top class lists from them. Otherwise only each row's top class.
+   */
   keepLogits: boolean;
 }
 
 /**
- * Per row, a stage's k top classes (rows × k, best first, ties to the lower index), their logits,
- * and the top class's probability at the row's temperature; the logits (rows × classes) when asked.
+ * Per row, a stage's top class (ties: the lower index) and its probability at the row's
+ * temperature; the logits (rows × classes) when asked. Kernels must not write to `work.prev`: it
+ * may be the previous stage's output itself.
  */
 export interface StageOutput {
   logits?: Float32Array | Float64Array;
-  topClasses: Int32Array;
-  topLogits: Float32Array | Float64Array;
+  top: Int32Array;
   topProbability: Float64Array;
 }
 
@@ -205,36 +233,33 @@ export class Cascade {
     return normalizesWhole(this.normalization) ? this.nesting[this.nesting.length - 1]! : cap;
   }
 
-  /** The stages (nesting indices) a request may use, or an error message. */
-  allowedStages(embeddingLength: number, maxDimension?: number): number | string {
+  /** The last stage (a nesting index) a request may use, or why it cannot run: its length, its cap or its topK. */
+  lastStage(embeddingLength: number, { maxDimension, topK = 1 }: Pick<CascadeOptions, 'maxDimension' | 'topK'> = {}): number | string {
     const cap = maxDimension || embeddingLength;
     const bad = this.embeddingError(embeddingLength);
     if (bad) return bad;
     if (!this.nesting.includes(cap)) return `max_dimension ${cap} is not one of the nesting sizes ${this.nesting.join(', ')}`;
+    if (!Number.isInteger(topK) || topK < 1 || topK > this.classes) return `topK ${topK} is not a whole number from 1 to the ${this.classes} classes`;
     return this.nesting.indexOf(Math.min(cap, embeddingLength));
   }
 
   /** Always returns the logits: classify and `logits` read every stage's. */
-  #jsStage({ head, from, to, rows, x, prev, temperatures, k }: StageWork): StageOutput & { logits: Float64Array } {
+  #jsStage({ head, from, to, rows, x, prev, temperatures }: StageWork): StageOutput & { logits: Float64Array } {
     const { weight, bias, size } = this.heads[head]!;
     const L = this.classes;
     const width = to - from;
     const logits = new Float64Array(rows * L);
-    const topClasses = new Int32Array(rows * k);
-    const topLogits = new Float64Array(rows * k);
+    const top = new Int32Array(rows);
     const topProbability = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
       const row = logits.subarray(r * L, (r + 1) * L);
       if (prev) for (let c = 0; c < L; c++) row[c] = prev[r * L + c]!;
       else row.set(bias);
       addColumns(row, weight, size, x.subarray(r * width, (r + 1) * width), from, to);
-      topIndices(row, k).forEach((c, j) => {
-        topClasses[r * k + j] = c;
-        topLogits[r * k + j] = row[c]!;
-      });
-      topProbability[r] = topProbabilityOf(row, topClasses[r * k]!, temperatures[r]!);
+      top[r] = argmax(row);
+      topProbability[r] = topProbabilityOf(row, top[r]!, temperatures[r]!);
     }
-    return { logits, topClasses, topLogits, topProbability };
+    return { logits, top, topProbability };
   }
 
   /**
@@ -246,10 +271,8 @@ export class Cascade {
   *#stages(zs: readonly Float32Array[], options: readonly CascadeOptions[]): Generator<StageWork, CascadeResult[], StageOutput> {
     const rows: Row[] = zs.map((z, r) => {
       const o = options[r]!;
-      const last = this.allowedStages(z.length, o.maxDimension);
+      const last = this.lastStage(z.length, o);
       if (typeof last === 'string') throw new RangeError(last);
-      const k = o.topK ?? 1;
-      if (!Number.isInteger(k) || k < 1 || k > this.classes) throw new RangeError(`topK ${k} is not a whole number from 1 to the ${this.classes} classes`);
       return { prefix: prefixNormalizer(z, this.normalization), first: o.policy === 'full' ? last : 0, last, options: o, trace: [] };
     });
     const incremental = this.kind === 'mrl-e' && this.normalization === 'none';
@@ -265,22 +288,16 @@ export class Cascade {
         group.forEach((row, g) => x.set(row.prefix(m).subarray(start, m), g * width));
         const prev = start > 0 ? carriedTogether(group, this.classes) : undefined;
         const temperatures = Float64Array.from(group, (row) => row.options.temperatures?.[i] ?? 1);
-        const k = Math.max(...group.map((row) => row.options.topK ?? 1));
-        const keepLogits = incremental && group.some((row) => i < row.last);
-        const out = yield { head: this.kind === 'mrl' ? i : 0, from: start, to: m, rows: group.length, x, prev, temperatures, k, keepLogits };
+        const keepLogits = group.some((row) => (incremental && i < row.last) || (row.options.topK ?? 1) > 1);
+        const out = yield { head: this.kind === 'mrl' ? i : 0, from: start, to: m, rows: group.length, x, prev, temperatures, keepLogits };
         group.forEach((row, g) => {
-          const classIndex = out.topClasses[g * k]!;
+          const classIndex = out.top[g]!;
           const p = out.topProbability[g]!;
           const exit = exitsAt(i, row.last, p, row.options.thresholds);
           row.trace.push({ dimension: m, classIndex, topProbability: p, threshold: i === row.last ? 0 : row.options.thresholds[i]!, escalated: !exit });
-          if (exit) {
-            // p(j) = p(top) · exp((logit j − logit top) / T)
-            const top = Array.from({ length: row.options.topK ?? 1 }, (_, j) => ({
-              classIndex: out.topClasses[g * k + j]!,
-              probability: j === 0 ? p : p * Math.exp((out.topLogits[g * k + j]! - out.topLogits[g * k]!) / temperatures[g]!),
-            }));
-            row.result = { classIndex, confidence: p, dimensionUsed: m, top, trace: row.trace };
-          } else if (incremental) row.carried = out.logits!.subarray(g * this.classes, (g + 1) * this.classes);
+          const logits = out.logits?.subarray(g * this.classes, (g + 1) * this.classes);
+          if (exit) row.result = { classIndex, confidence: p, dimensionUsed: m, top: topList(row.options.topK ?? 1, classIndex, p, logits, temperatures[g]!), trace: row.trace };
+          else if (incremental) row.carried = logits;
         });
       }
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LinearHead } from '../matryoshka/bundle.js';
-import { Cascade, exitsAt, softmax } from '../matryoshka/cascade.js';
+import { Cascade, exitsAt, softmax, topIndices } from '../matryoshka/cascade.js';
 
 // Synthetic heads over nesting [2, 4, 8] and 3 classes, built so each stage's confidence is known:
 // stage 2 sees only z[0..1], stage 4 adds z[2..3], stage 8 adds z[4..7].
@@ -59,16 +59,18 @@ describe('Cascade (MRL heads)', () => {
 
   it('a shorter embedding caps the cascade at its own length; lengths off the nesting are refused', () => {
     expect(cascade.classify(z(0, 0, 1, 0), { thresholds: [0.99, 0.99] }).dimensionUsed).toBe(4);
-    expect(cascade.allowedStages(5)).toMatch(/expected one of the nesting sizes 2, 4, 8/);
-    expect(cascade.allowedStages(8, 3)).toMatch(/max_dimension 3/);
+    expect(cascade.lastStage(5)).toMatch(/expected one of the nesting sizes 2, 4, 8/);
+    expect(cascade.lastStage(8, { maxDimension: 3 })).toMatch(/max_dimension 3/);
     expect(() => cascade.classify(z(1, 2, 3), { thresholds: [0, 0] })).toThrow(RangeError);
   });
 
   it('lists the top k classes asked for, and refuses a k outside the classes', () => {
     const classes = cascade.classes;
     const all = cascade.classify(z(0, 0, 1, 0, 0, 3, 0, 0), { thresholds: [2, 2], topK: classes }).top;
-    expect(all.map((t) => t.classIndex).sort()).toEqual(Array.from({ length: classes }, (_, i) => i));
+    expect(all.map((t) => t.classIndex).sort((a, b) => a - b)).toEqual(Array.from({ length: classes }, (_, i) => i));
     expect(all.reduce((p, t) => p + t.probability, 0)).toBeCloseTo(1, 12);
+    // Best first.
+    all.slice(1).forEach((t, i) => expect(t.probability).toBeLessThanOrEqual(all[i]!.probability));
     for (const topK of [0, classes + 1, 1.5]) expect(() => cascade.classify(z(0, 0, 1, 0), { thresholds: [0, 0], topK })).toThrow(/topK/);
   });
 
@@ -104,6 +106,19 @@ describe('Cascade (MRL-E shared head)', () => {
     // And the full policy (one step over all columns) agrees with the last stage.
     const full = shared.classify(input, { thresholds: [0, 0], policy: 'full' });
     expect(full.confidence).toBeCloseTo(trace[2]!.topProbability, 12);
+  });
+});
+
+describe('topIndices', () => {
+  it('gives the k largest, best first, ties to the lower index: a stable sort\'s first k', () => {
+    let seed = 5;
+    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    for (const length of [1, 7, 300]) {
+      // Few distinct values, so that ties are everywhere.
+      const logits = Float64Array.from({ length }, () => Math.floor(next() * 5));
+      const sorted = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+      for (const k of [1, 2, 3, Math.ceil(length / 2), length]) expect(topIndices(logits, k)).toEqual(sorted.slice(0, k));
+    }
   });
 });
 

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classify } from '../cli/clients.js';
 import { loadBundle } from '../matryoshka/bundle.js';
-import { gemmModel } from '../matryoshka/gemmModel.js';
+import { linearModel } from '../matryoshka/linearModel.js';
 import { imageToInput } from '../matryoshka/modelInput.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { MRL } from './helpers/mrl.js';
@@ -45,7 +45,7 @@ beforeAll(async () => {
   // The encoder: a fixed random projection of the flattened NHWC image.
   const inputs = SIDE * SIDE * 3;
   const weight = Float32Array.from({ length: D * inputs }, () => (r() - 0.5) / Math.sqrt(inputs));
-  const model = gemmModel({ classes: D, inputs, weight, bias: new Float32Array(D), exitStats: false, inputDims: [SIDE, SIDE, 3] });
+  const model = linearModel({ classes: D, inputs, weight, bias: new Float32Array(D), exitStats: false, inputDims: [SIDE, SIDE, 3] });
   await writeFile(join(dir, 'model.onnx'), model);
   await writeFile(join(dir, 'labels.txt'), Object.keys(COLOURS).join('\n') + '\n');
   // A Hugging Face image processor config, as a CLIP-style model ships it.

@@ -20,11 +20,13 @@ function take(bytes: number): number {
   return at;
 }
 
+/** `n` zeroed bytes, valid until the next resetScratch. */
 export function scratchBytes(n: number): Uint8Array {
   const at = take(n);
   return at < 0 ? new Uint8Array(n) : new Uint8Array(BUFFER, at, n).fill(0);
 }
 
+/** `n` zeroed 32-bit integers, valid until the next resetScratch. */
 export function scratchInt32(n: number): Int32Array {
   const at = take(4 * n);
   return at < 0 ? new Int32Array(n) : new Int32Array(BUFFER, at, n).fill(0);

@@ -1,12 +1,13 @@
 /**
- * A cascade stage's head as a small ONNX model, written directly as protobuf, for onnxruntime to
- * run over a batch at BLAS speed: logits Y = X · Wᵀ + C, and what the exit rule and the answer
- * need of them, each row's k top classes and the top one's probability (the largest of
- * softmax(Y / T)), so that no pass over all classes is left to JavaScript and the logits need
- * not be copied out. The product is a MatMul with Wᵀ stored: onnxruntime prepacks a MatMul's
- * constant weight, and at 8 inputs that ran 3× a Gemm with transB. (Its Softmax is vectorised:
- * at 10,000 classes it costs a third of ReduceLogSumExp.) Field numbers are onnx.proto's
- * (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto); opset 13.
+ * A linear map Y = X · Wᵀ + C as a small ONNX model, written directly as protobuf, for
+ * onnxruntime to run over a batch at BLAS speed: a cascade stage's head, with what the exit rule
+ * needs of its logits (each row's top class and its probability, the largest of softmax(Y / T)),
+ * so that no pass over all classes is left to JavaScript and the logits need not be copied out;
+ * bare, the benchmark's baseline; with image axes, a linear image encoder for tests. The product
+ * is a MatMul with Wᵀ stored: onnxruntime prepacks a MatMul's constant weight, and at 8 inputs
+ * that ran 3× a Gemm with transB. (Its Softmax is vectorised: at 10,000 classes it costs a third
+ * of ReduceLogSumExp.) Field numbers are onnx.proto's (ModelProto, GraphProto, NodeProto,
+ * AttributeProto, TensorProto, ValueInfoProto); opset 13.
  */
 
 /** Protobuf wire encoding, the little that ONNX needs. */
@@ -72,13 +73,13 @@ const tensorInfo = (w: Writer, name: string, dims: (number | string)[], type = F
     ),
   );
 
-/** TensorProto of float32 values. */
-const initializer = (w: Writer, name: string, dims: number[], values: Float32Array) => {
+/** TensorProto of float32 or int64 values. */
+const initializer = (w: Writer, name: string, dims: number[], values: Float32Array | BigInt64Array) => {
   for (const d of dims) w.int(1, d);
-  w.int(2, FLOAT).string(8, name).bytes(9, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  w.int(2, values instanceof Float32Array ? FLOAT : INT64).string(8, name).bytes(9, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
 };
 
-export interface GemmStage {
+export interface LinearModelSpec {
   /** Rows of W: the classes. */
   classes: number;
   /** Columns of W: the inputs each row of X has. */
@@ -87,7 +88,7 @@ export interface GemmStage {
   weight: Float32Array;
   /** The bias added (`classes` values), or absent: then the model takes C, [N, classes], as its second input (the previous stage's logits). */
   bias?: Float32Array;
-  /** With the outputs `topv`, `topi` and `ptop` (default); without, a bare matrix product (the benchmark's baseline). */
+  /** With the outputs `top` and `ptop` (default); without, a bare matrix product (the benchmark's baseline). */
   exitStats?: boolean;
   /**
    * `x`'s shape after the batch axis, default [inputs]: with more axes (an image's), x is
@@ -120,12 +121,11 @@ const node = (w: Writer, op: string, inputs: string[], outputs: string[], attrib
 };
 
 /**
- * Inputs `x` [N, inputs], `t` [N, 1] (each row's temperature), `k` [1] (int64, how many top
- * classes), and `c` [N, classes] when the stage has no bias; outputs `y` [N, classes] (the
- * logits), `topv` and `topi` [N, k] (each row's k largest logits and their classes, int64, best
- * first, ties to the lower index) and `ptop` [N] (the top class's probability at temperature t).
+ * Inputs `x` [N, inputs], `t` [N, 1] (each row's temperature), and `c` [N, classes] when the stage
+ * has no bias; outputs `y` [N, classes] (the logits), `top` [N, 1] (int64, each row's top class,
+ * ties to the lower index) and `ptop` [N] (its probability at temperature t).
  */
-export function gemmModel(stage: GemmStage): Uint8Array {
+export function linearModel(stage: LinearModelSpec): Uint8Array {
   const { classes, inputs, weight, bias, exitStats = true, inputDims = [inputs] } = stage;
   const flat = inputDims.length > 1;
   return new Writer()
@@ -137,8 +137,8 @@ export function gemmModel(stage: GemmStage): Uint8Array {
       graph.message(1, (n) => node(n, 'MatMul', [flat ? 'flat' : 'x', 'wt'], ['xw']));
       graph.message(1, (n) => node(n, 'Add', ['xw', 'c'], ['y']));
       if (exitStats) {
-        // TopK's first is ArgMax's class (ties go to the lower index), at a third of ArgMax's cost.
-        graph.message(1, (n) => node(n, 'TopK', ['y', 'k'], ['topv', 'topi'], { axis: 1 }));
+        // TopK of one: ArgMax's class (ties go to the lower index), at a third of ArgMax's cost.
+        graph.message(1, (n) => node(n, 'TopK', ['y', 'one'], ['ytop', 'top'], { axis: 1 }));
         graph.message(1, (n) => node(n, 'Div', ['y', 't'], ['scaled']));
         graph.message(1, (n) => node(n, 'Softmax', ['scaled'], ['p'], { axis: 1 }));
         graph.message(1, (n) => node(n, 'ReduceMax', ['p'], ['ptop'], { axes: [1], keepdims: 0 }));
@@ -146,16 +146,13 @@ export function gemmModel(stage: GemmStage): Uint8Array {
       graph.string(2, 'head');
       graph.message(5, (t) => initializer(t, 'wt', [inputs, classes], transpose(weight, classes, inputs)));
       if (bias) graph.message(5, (t) => initializer(t, 'c', [classes], bias));
+      if (exitStats) graph.message(5, (t) => initializer(t, 'one', [1], BigInt64Array.of(1n)));
       graph.message(11, (v) => tensorInfo(v, 'x', ['N', ...inputDims]));
-      if (exitStats) {
-        graph.message(11, (v) => tensorInfo(v, 't', ['N', 1]));
-        graph.message(11, (v) => tensorInfo(v, 'k', [1], INT64));
-      }
+      if (exitStats) graph.message(11, (v) => tensorInfo(v, 't', ['N', 1]));
       if (!bias) graph.message(11, (v) => tensorInfo(v, 'c', ['N', classes]));
       graph.message(12, (v) => tensorInfo(v, 'y', ['N', classes]));
       if (exitStats) {
-        graph.message(12, (v) => tensorInfo(v, 'topv', ['N', 'k']));
-        graph.message(12, (v) => tensorInfo(v, 'topi', ['N', 'k'], INT64));
+        graph.message(12, (v) => tensorInfo(v, 'top', ['N', 1], INT64));
         graph.message(12, (v) => tensorInfo(v, 'ptop', ['N']));
       }
     })
