@@ -1,4 +1,4 @@
-import { argmax, exitsAt, type Policy, softmax } from './cascade.js';
+import { exitsAt, type Policy, topOf } from './cascade.js';
 
 /**
  * Every stage's raw logits for a set of inputs, row-major n × stages × classes: what temperatures
@@ -58,7 +58,7 @@ export function selectStageRows(table: StageTable, indices: ArrayLike<number>): 
   };
 }
 
-/** The stage table of `table` under per-stage temperatures, with the cascade's own softmax. */
+/** The stage table of `table` under per-stage temperatures, with the cascade's own top class and probability (topOf). */
 export function stageTable(table: LogitTable, temperatures: readonly number[], reference: Reference = 'labels'): StageTable {
   const K = table.dims.length;
   const C = table.classes;
@@ -66,9 +66,7 @@ export function stageTable(table: LogitTable, temperatures: readonly number[], r
   const classIndex = new Int32Array(table.n * K);
   for (let i = 0; i < table.n; i++)
     for (let k = 0; k < K; k++) {
-      const p = softmax(table.logits.subarray((i * K + k) * C, (i * K + k + 1) * C), temperatures[k]);
-      classIndex[i * K + k] = argmax(p);
-      top[i * K + k] = p[classIndex[i * K + k]!]!;
+      ({ classIndex: classIndex[i * K + k], probability: top[i * K + k] } = topOf(table.logits.subarray((i * K + k) * C, (i * K + k + 1) * C), temperatures[k]));
     }
   let labels: ArrayLike<number>;
   if (reference === 'full-size') labels = Int32Array.from({ length: table.n }, (_, i) => classIndex[i * K + K - 1]!);

@@ -110,12 +110,17 @@ function topList(k: number, classIndex: number, confidence: number, logits: Arra
   return topIndices(logits!, k).map((j) => ({ classIndex: j, probability: j === classIndex ? confidence : confidence * Math.exp((logits![j]! - top) / temperature) }));
 }
 
-/** The probability softmax(logits / temperature) gives class `top`, the largest: 1 / Σ exp((logit j − logit top) / T), as `softmax` computes it. */
-function topProbabilityOf(logits: ArrayLike<number>, top: number, temperature: number): number {
-  const max = logits[top]!;
+/**
+ * A stage's top class (ties: the lower index) and the probability softmax(logits / T) gives it,
+ * 1 / Σ exp((logit j − logit top) / T) as `softmax` computes it: what the exit rule reads, the
+ * same in the service, calibration and temperature fitting.
+ */
+export function topOf(logits: ArrayLike<number>, temperature = 1): TopClass {
+  const classIndex = argmax(logits);
+  const max = logits[classIndex]!;
   let sum = 0;
   for (let j = 0; j < logits.length; j++) sum += Math.exp((logits[j]! - max) / temperature);
-  return 1 / sum;
+  return { classIndex, probability: 1 / sum };
 }
 
 /**
@@ -256,8 +261,7 @@ export class Cascade {
       if (prev) for (let c = 0; c < L; c++) row[c] = prev[r * L + c]!;
       else row.set(bias);
       addColumns(row, weight, size, x.subarray(r * width, (r + 1) * width), from, to);
-      top[r] = argmax(row);
-      topProbability[r] = topProbabilityOf(row, top[r]!, temperatures[r]!);
+      ({ classIndex: top[r], probability: topProbability[r] } = topOf(row, temperatures[r]));
     }
     return { logits, top, topProbability };
   }

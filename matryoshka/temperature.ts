@@ -1,4 +1,4 @@
-import { argmax, softmax } from './cascade.js';
+import { topOf } from './cascade.js';
 import type { LogitTable } from './calibration.js';
 
 /** Bins of the expected calibration error, as the temperature-scaling literature reports it. */
@@ -71,11 +71,10 @@ export function expectedCalibrationErrors(table: LogitTable, temperatures: reado
     const conf = new Float64Array(bins);
     const right = new Float64Array(bins);
     for (let i = 0; i < table.n; i++) {
-      const p = softmax(table.logits.subarray((i * K + k) * C, (i * K + k + 1) * C), temperatures[k]);
-      const best = argmax(p);
-      const b = Math.min(bins - 1, Math.floor(p[best]! * bins));
+      const { classIndex: best, probability } = topOf(table.logits.subarray((i * K + k) * C, (i * K + k + 1) * C), temperatures[k]);
+      const b = Math.min(bins - 1, Math.floor(probability * bins));
       count[b]!++;
-      conf[b]! += p[best]!;
+      conf[b]! += probability;
       if (best === labels[i]) right[b]!++;
     }
     let ece = 0;
