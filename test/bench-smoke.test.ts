@@ -56,6 +56,10 @@ describe('npm run bench (quick smoke run)', () => {
       expect(r.ratios.png_classify_c8_over_tensor_classify_c8).toBe(lowerMiddle('png', 'tensor'));
       expect(r.ratios.kserve_v2_classify_c8_over_mrl_classify_c8).toBe(lowerMiddle('kserve_v2', 'tensor'));
       expect(r.ratios.tensor_classify_c8_over_raw_best_batch).toBe(Math.min(...r.rounds.tensor.map((p) => p.rps)) / r.raw_best.images_per_second);
+      // The ceiling: the echo's CPU and the served model's per image, on every core.
+      const served = r.raw_encoder_as_served.points.find((p) => p.batch === 8)!.images_per_second;
+      expect(r.ratios.tensor_classify_ceiling_over_raw_best_batch).toBeCloseTo(r.machine.cpus / (r.side_by_side.echo.cpu_ms_per_answer / 1000 + 1 / served) / r.raw_best.images_per_second, 12);
+      expect(r.ratios.tensor_classify_ceiling_over_raw_best_batch).toBeGreaterThan(r.ratios.tensor_classify_c8_over_raw_best_batch!);
       const md = await readFile(join(out, 'latest.md'), 'utf8');
       expect(md).toMatch(/## Side by side at c=8 \(the median of 2 rounds, each measuring these back to back\)/);
       expect(md).toMatch(/\| Classify, the same image as PNG \(a \d+-byte request\) \| \d+ \|/);
