@@ -169,9 +169,9 @@ function addColumns(logits: Float64Array, weight: Float32Array, cols: number, x:
 }
 
 /**
- * The group's carried logits as one rows × classes array: the previous stage's output itself when
- * they are its consecutive rows (no row of it answered), else a copy. They keep the kernel's
- * precision: float64 from JavaScript, float32 from onnxruntime.
+ * The group's carried logits as one rows × classes array: a view of the previous stage's output
+ * when they are consecutive rows of it (as when none of its rows answered), else a copy. They keep
+ * the kernel's precision: float64 from JavaScript, float32 from onnxruntime.
  */
 function carriedTogether(group: readonly Row[], classes: number): Float32Array | Float64Array {
   const first = group[0]!.carried!;
