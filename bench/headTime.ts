@@ -1,5 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import type { HeadKind, LinearHead } from '../matryoshka/bundle.js';
+import { percentile } from '../harness/load.js';
+import { seeded, syntheticHeads } from '../harness/synthetic.js';
+import type { HeadKind } from '../matryoshka/bundle.js';
 import { Cascade } from '../matryoshka/cascade.js';
 import { linearModel } from '../matryoshka/linearModel.js';
 import { ortHeadKernel } from '../matryoshka/ortHeads.js';
@@ -30,9 +32,6 @@ export interface HeadTimeResult {
   mac_ratio: number;
 }
 
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5);
-}
 
 /** Mean µs a request of `run` over `batches`. */
 async function time(batches: Float32Array[][], run: (zs: Float32Array[]) => Promise<unknown>): Promise<number> {
@@ -41,7 +40,7 @@ async function time(batches: Float32Array[][], run: (zs: Float32Array[]) => Prom
   return ((performance.now() - t0) * 1000) / batches.reduce((n, b) => n + b.length, 0);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const median = (xs: number[]) => percentile(xs, 50);
 
 /**
  * A synthetic large-label bundle (L classes, d dims, nesting 8…d): class prototypes whose first
@@ -51,18 +50,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
  * beside them, a bare MatMul of the full head's shape over the same batches.
  */
 export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requests = 512, batch = 64, rounds = 5, threshold = 0.9, signal = 1): Promise<HeadTimeResult> {
-  const nesting: number[] = [];
-  for (let m = 8; m <= d; m *= 2) nesting.push(m);
-  const r = rng(42);
-  const proto = Float32Array.from({ length: classes * d }, (_, i) => (r() * 6) / Math.sqrt(1 + (i % d) / 8));
-  const heads: LinearHead[] =
-    kind === 'mrl-e'
-      ? [{ size: d, weight: proto, bias: new Float32Array(classes) }]
-      : nesting.map((m) => {
-          const w = new Float32Array(classes * m);
-          for (let c = 0; c < classes; c++) w.set(proto.subarray(c * d, c * d + m), c * m);
-          return { size: m, weight: w, bias: new Float32Array(classes) };
-        });
+  const u = seeded(42);
+  const r = () => u() - 0.5;
+  const { nesting, proto, heads } = syntheticHeads(kind, classes, d, r, () => 0);
   const cascade = new Cascade(kind, nesting, heads);
   const kernel = ortHeadKernel(cascade);
   // Inputs: a class prototype scaled by a per-input strength, plus noise: strong ones are

@@ -1,14 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { replay, searchThresholds, type StageTable } from '../matryoshka/calibration.js';
+import { seeded } from '../harness/synthetic.js';
 
 /** A seeded generator, so every table is the same on every run. */
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 /** n samples, stages of dims 8, 16, 32, 64: later stages more often right and more confident. */
 function randomTable(seed: number, n: number): StageTable {
-  const r = rng(seed);
+  const r = seeded(seed);
   const dims = [8, 16, 32, 64];
   const K = dims.length;
   const top = new Float64Array(n * K);

@@ -5,11 +5,9 @@ import { expectedCalibrationErrors } from '../matryoshka/temperature.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { loadSplit } from '../cli/fashionMnist.js';
 import { buildLogitTable } from '../cli/logitTable.js';
+import { seeded } from '../harness/synthetic.js';
 
 /** A seeded generator, so every draw is the same on every run. */
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 /** A random permutation of 0..n-1 (Fisher-Yates). */
 function permutation(n: number, r: () => number): number[] {
@@ -36,7 +34,7 @@ describe('certified calibration on the default model', () => {
     const epsilon = 0.005;
     const delta = 0.05;
     const draws = 50;
-    const r = rng(2026);
+    const r = seeded(2026);
     let failures = 0;
     let dimensionSum = 0;
     for (let s = 0; s < draws; s++) {

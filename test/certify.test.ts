@@ -3,11 +3,9 @@ import { binomialCdf, binomialUpperBound } from '../matryoshka/binomial.js';
 import { type LogitTable, replay, searchThresholds, stageTable } from '../matryoshka/calibration.js';
 import { certifyThresholds, learnCertifySplit } from '../matryoshka/certify.js';
 import { expectedCalibrationErrors, fitTemperatures } from '../matryoshka/temperature.js';
+import { seeded } from '../harness/synthetic.js';
 
 /** A seeded generator, so every table is the same on every run. */
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
@@ -21,7 +19,7 @@ const C = 4;
  * noise, the signal growing with k, all scaled by `overconfidence` (a miscalibrated model).
  */
 function syntheticTable(seed: number, n: number, overconfidence = 1): LogitTable {
-  const r = rng(seed);
+  const r = seeded(seed);
   const K = DIMS.length;
   const logits = new Float64Array(n * K * C);
   const labels = new Int32Array(n);
@@ -59,7 +57,7 @@ describe('binomial tail', () => {
 describe('temperature scaling', () => {
   it('recovers the temperature of an overconfident model and lowers its calibration error', () => {
     // True class probabilities softmax(l); the model reports 2.5 × l.
-    const r = rng(7);
+    const r = seeded(7);
     const n = 4000;
     const logits = new Float64Array(n * C);
     const labels = new Int32Array(n);

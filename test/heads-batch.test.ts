@@ -1,31 +1,19 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it, vi } from 'vitest';
-import type { HeadKind, LinearHead } from '../matryoshka/bundle.js';
+import type { HeadKind } from '../matryoshka/bundle.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { Cascade, type CascadeOptions, type HeadKernel, type StageWork, softmax } from '../matryoshka/cascade.js';
 import { ortHeadKernel } from '../matryoshka/ortHeads.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { encode, encoderClient, sliceTensor } from '../cli/clients.js';
 import { startMesh } from '../harness/mesh.js';
-
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5);
-}
+import { seeded, syntheticHeads } from '../harness/synthetic.js';
 
 /** A synthetic bundle's cascade: `classes` prototypes in d dims, nesting 8…d, and inputs near them of mixed strength. */
 function synthetic(kind: HeadKind, classes: number, d: number) {
-  const r = rng(7);
-  const nesting: number[] = [];
-  for (let m = 8; m <= d; m *= 2) nesting.push(m);
-  const proto = Float32Array.from({ length: classes * d }, (_, i) => (r() * 6) / Math.sqrt(1 + (i % d) / 8));
-  const heads: LinearHead[] =
-    kind === 'mrl-e'
-      ? [{ size: d, weight: proto, bias: Float32Array.from({ length: classes }, () => r()) }]
-      : nesting.map((m) => {
-          const w = new Float32Array(classes * m);
-          for (let c = 0; c < classes; c++) w.set(proto.subarray(c * d, c * d + m), c * m);
-          return { size: m, weight: w, bias: Float32Array.from({ length: classes }, () => r()) };
-        });
+  const u = seeded(7);
+  const r = () => u() - 0.5;
+  const { nesting, proto, heads } = syntheticHeads(kind, classes, d, r, r);
   const zs = Array.from({ length: 96 }, (_, i) => Float32Array.from({ length: d }, (_, j) => proto[(i % classes) * d + j]! * 2 ** (-8 * Math.abs(r())) + r() * 0.5));
   return { cascade: new Cascade(kind, nesting, heads), nesting, zs };
 }

@@ -11,6 +11,7 @@ import { linearModel } from '../matryoshka/linearModel.js';
 import { imageToInput } from '../matryoshka/modelInput.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { MRL } from './helpers/mrl.js';
+import { seeded } from '../harness/synthetic.js';
 
 const run = promisify(execFile);
 
@@ -18,10 +19,6 @@ const run = promisify(execFile);
 const SIDE = 32;
 const D = 64;
 const COLOURS = { red: [220, 30, 30], green: [30, 200, 40], blue: [30, 40, 220] } as const;
-
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 /** A photo-like picture of a colour: noisy, with a light border, `size` px, as PNG or JPEG. */
 async function picture(colour: readonly number[], r: () => number, size: number, format: 'png' | 'jpeg'): Promise<Buffer> {
@@ -38,7 +35,7 @@ async function picture(colour: readonly number[], r: () => number, size: number,
 
 let dir: string;
 let mesh: TestMesh | undefined;
-const r = rng(11);
+const r = seeded(11);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mrl-own-model-'));
