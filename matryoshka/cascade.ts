@@ -50,17 +50,6 @@ export function exitsAt(i: number, last: number, topProbability: number, thresho
   return i === last || topProbability >= thresholds[i]!;
 }
 
-/** Softmax of logits / temperature in float64, with the max subtracted for stability. */
-export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
-  const out = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp((logits[i]! - max) / temperature);
-  for (let i = 0; i < out.length; i++) out[i]! /= sum;
-  return out;
-}
-
 export function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
@@ -112,7 +101,7 @@ function topList(k: number, classIndex: number, confidence: number, logits: Arra
 
 /**
  * A stage's top class (ties: the lower index) and the probability softmax(logits / T) gives it,
- * 1 / Σ exp((logit j − logit top) / T) as `softmax` computes it: what the exit rule reads, the
+ * 1 / Σ exp((logit j − logit top) / T), the max subtracted for stability: what the exit rule reads, the
  * same in the service, calibration and temperature fitting.
  */
 export function topOf(logits: ArrayLike<number>, temperature = 1): TopClass {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LinearHead } from '../matryoshka/bundle.js';
-import { Cascade, exitsAt, softmax, topIndices } from '../matryoshka/cascade.js';
+import { Cascade, exitsAt, topIndices } from '../matryoshka/cascade.js';
+import { softmax } from './helpers/softmax.js';
 
 // Synthetic heads over nesting [2, 4, 8] and 3 classes, built so each stage's confidence is known:
 // stage 2 sees only z[0..1], stage 4 adds z[2..3], stage 8 adds z[4..7].

@@ -8,7 +8,8 @@ import { loadTestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { type Bundle, DEFAULT_MODEL_DIR, type LinearHead, loadBundle } from '../matryoshka/bundle.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
-import { Cascade, argmax, softmax } from '../matryoshka/cascade.js';
+import { Cascade, argmax } from '../matryoshka/cascade.js';
+import { softmax } from './helpers/softmax.js';
 import { normalizePrefix, prefixNormalizer } from '../matryoshka/normalize.js';
 
 const f32 = (...v: number[]) => Float32Array.from(v);

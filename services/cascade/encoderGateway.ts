@@ -176,11 +176,6 @@ export class EncoderGateway {
     });
   }
 
-  /** Why the encoder cannot serve this cascade's heads now, if it cannot (see EncoderTransport.unfit). */
-  unfit(): Promise<string | undefined> {
-    return this.transport.unfit?.() ?? Promise.resolve(undefined);
-  }
-
   close(): void {
     this.#breaker.shutdown();
     this.transport.close();

@@ -8,10 +8,9 @@ import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
 import { packedRange } from '../common/tensorChecks.js';
-import { type QueueOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes } from './encoderGateway.js';
+import { type QueueOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes, type Rows } from './encoderGateway.js';
 import type { EncoderWorkerData, FromWorker, Lane, ToWorker, WireJob } from './encoderWorker.js';
 
-type Row = Float32Array | StatusError;
 
 /** Over how long the main thread's event-loop lag is measured, ms. */
 const LAG_WINDOW_MS = 500;
@@ -30,7 +29,7 @@ function own(job: Job): Job {
 }
 
 interface Waiting {
-  resolve: (rows: Row[]) => void;
+  resolve: (rows: Rows) => void;
   reject: (err: unknown) => void;
 }
 
@@ -75,7 +74,7 @@ export class EncoderThread {
               waiting.reject(new StatusError(r.error.code, r.error.message));
               continue;
             }
-            const rows: Row[] = Array.from({ length: r.count }, (_, i) => message.data.subarray(r.offset + i * r.dimension, r.offset + (i + 1) * r.dimension));
+            const rows: Rows = Array.from({ length: r.count }, (_, i) => message.data.subarray(r.offset + i * r.dimension, r.offset + (i + 1) * r.dimension));
             for (const f of r.failed ?? []) rows[f.index] = new StatusError(f.code, f.message);
             waiting.resolve(rows);
           }
@@ -138,10 +137,10 @@ export class EncoderThread {
     });
   }
 
-  #submit(lane: Lane, job: Job, signal: AbortSignal): Promise<Row[]> {
+  #submit(lane: Lane, job: Job, signal: AbortSignal): Promise<Rows> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const id = this.#nextId++;
-    return new Promise<Row[]>((resolve, reject) => {
+    return new Promise<Rows>((resolve, reject) => {
       const gone = () => {
         if (!this.#waiting.delete(id)) return;
         this.#cancels.push(id);
@@ -183,7 +182,7 @@ export class EncoderThread {
 /** What a Classify or ClassifyBatch call asks of the encoder, through one queue of the gateway. */
 export class EncoderLane {
   constructor(
-    private readonly submit: (job: Job, signal: AbortSignal) => Promise<Row[]>,
+    private readonly submit: (job: Job, signal: AbortSignal) => Promise<Rows>,
     private readonly options: QueueOptions,
   ) {}
 
@@ -215,11 +214,11 @@ export class EncoderLane {
     deadline: Date,
     signal: AbortSignal,
   ): Promise<(Float32Array | Error)[]> {
-    const runs: Promise<Row[]>[] = [];
+    const runs: Promise<(Float32Array | Error)[]>[] = [];
     for (let from = 0; from < count; from += this.options.maxBatch) {
       const to = Math.min(count, from + this.options.maxBatch);
       const run: Job = { images: packedRange(images, spec, from, to), count: to - from, dimension, deadline: deadline.getTime() };
-      runs.push(this.submit(run, signal).catch((err: Error) => new Array<Error>(run.count).fill(err) as StatusError[]));
+      runs.push(this.submit(run, signal).catch((err: Error) => new Array<Error>(run.count).fill(err)));
     }
     return (await Promise.all(runs)).flat();
   }

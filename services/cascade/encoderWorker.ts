@@ -1,9 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { LogLevel, Logger } from '../common/logger.js';
+import { status } from '@grpc/grpc-js';
 import { StatusError } from '../common/statusError.js';
 import { BundleError, readBundle } from '../../matryoshka/bundle.js';
 import { channelCredentials, type ClientTls } from '../common/tls.js';
 import { EncoderGateway, type EncoderGatewayOptions, type Job, type Rows } from './encoderGateway.js';
+import { unavailable } from './encoderOutcome.js';
 import { mrlTransport } from './encoderTransport.js';
 import { kserveTransport } from './kserveTransport.js';
 import { createGatewayMetrics } from './metrics.js';
@@ -61,7 +63,7 @@ export type FromWorker =
 /** An error as the main thread answers it: a StatusError's code and message, or INTERNAL. */
 function wireError(err: unknown): { code: number; message: string } {
   if (err instanceof StatusError) return { code: err.code, message: err.message };
-  return { code: 13, message: `internal error in the cascade's encoder thread: ${(err as Error)?.message ?? String(err)}` };
+  return { code: status.INTERNAL, message: `internal error in the cascade's encoder thread: ${(err as Error)?.message ?? String(err)}` };
 }
 
 if (parentPort) {
@@ -88,9 +90,10 @@ if (parentPort) {
   let fitCheck: NodeJS.Timeout | undefined;
   let unfit: string | undefined;
   let closed = false;
-  if (transport.unfit) {
+  const checkFit = transport.unfit?.bind(transport);
+  if (checkFit) {
     const check = async () => {
-      unfit = await gateway.unfit();
+      unfit = await checkFit();
       // A check still in flight when the thread closes must not schedule another.
       if (closed) return;
       post({ kind: 'fit', unfit });
@@ -127,13 +130,13 @@ if (parentPort) {
   port.on('message', (message: ToWorker) => {
     switch (message.kind) {
       case 'jobs':
-        for (const id of message.cancels) live.get(id)?.abort(new StatusError(1, 'call cancelled by the client'));
+        for (const id of message.cancels) live.get(id)?.abort(new StatusError(status.CANCELLED, 'call cancelled by the client'));
         for (const { id, lane, ...job } of message.jobs) {
           const gone = new AbortController();
           live.set(id, gone);
           // Never an answer from a model the heads are not for.
           if (unfit) {
-            finish({ result: { id, offset: 0, count: 0, dimension: 0, error: { code: 14, message: `encoder unavailable: ${unfit}` } } });
+            finish({ result: { id, offset: 0, count: 0, dimension: 0, error: wireError(unavailable(unfit)) } });
             continue;
           }
           gateway[lane].submit(job, gone.signal).then(

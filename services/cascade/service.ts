@@ -13,6 +13,7 @@ import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Cascade, Policy } from '../../matryoshka/cascade.js';
 import type { EncoderThread } from './encoderThread.js';
+import type { Lane } from './encoderWorker.js';
 import type { HeadRunner } from './headRunner.js';
 import type { CascadeMetrics } from './metrics.js';
 import type { ShadowSampler } from './shadow.js';
@@ -148,7 +149,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
    * the request can use, less to send and copy, unless normalising reads the whole embedding).
    */
   const embed = (
-    lane: 'interactive' | 'bulk',
+    lane: Lane,
     req: ClassifyRequest__Output,
     c: Checked,
     deadline: Date,

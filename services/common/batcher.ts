@@ -71,11 +71,6 @@ export class Batcher<I, O> {
     return this.waitingSize;
   }
 
-  /** Batches running now. */
-  get inFlight(): number {
-    return this.running;
-  }
-
   constructor(
     private readonly options: BatcherOptions<I>,
     /** `signal` aborts once every item of the batch has been aborted (with the last one's reason): no one waits for its answer. */

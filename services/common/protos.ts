@@ -19,10 +19,10 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-export const PROTO_FILES = ['mrl/v1/classifier.proto', 'mrl/v1/encoder.proto'];
+const PROTO_FILES = ['mrl/v1/classifier.proto', 'mrl/v1/encoder.proto'];
 
 /** The Open Inference Protocol's proto, under the same root as mrl/v1. */
-export const INFERENCE_PROTO_FILE = 'inference/grpc_service.proto';
+const INFERENCE_PROTO_FILE = 'inference/grpc_service.proto';
 
 export type MrlProto = ClassifierProto & EncoderProto;
 

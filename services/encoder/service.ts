@@ -11,7 +11,7 @@ import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
 import { imageToInput, tensorToInput } from '../../matryoshka/modelInput.js';
-import { prefix } from './prefix.js';
+import { normalizePrefix } from '../../matryoshka/normalize.js';
 import { packedImages } from '../common/tensorChecks.js';
 import { embeddingError } from './embeddingCheck.js';
 
@@ -84,7 +84,7 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     const rows = new Float32Array(n * dimension);
     const errors: EncodeBatchResponse['errors'] = [];
     settled.forEach((s, index) => {
-      if (s.status === 'fulfilled') rows.set(prefix(s.value, dimension, req.normalize), index * dimension);
+      if (s.status === 'fulfilled') rows.set(normalizePrefix(s.value, dimension, req.normalize ? 'l2' : 'none'), index * dimension);
       else {
         const { code, details } = mapError(s.reason);
         errors.push({ index, code, message: details });
@@ -97,7 +97,7 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     const dimension = dimensionOf(req.dimension);
     const embedding = await embedInput(deps, await requestInput(req, deps), signal);
     return {
-      embedding: Array.from(prefix(embedding, dimension, req.normalize)),
+      embedding: Array.from(normalizePrefix(embedding, dimension, req.normalize ? 'l2' : 'none')),
       full_dimension: bundle.embeddingDim,
       model: bundle.id,
     };
