@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import type { Bundle } from '../matryoshka/bundle.js';
+import { imageSize } from '../services/common/tensorChecks.js';
 
 export interface RawPoint {
   batch: number;
@@ -18,11 +19,11 @@ export async function rawEncoderThroughput(
   options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' },
 ): Promise<RawPoint[]> {
   const session = await ort.InferenceSession.create(bundle.encoderPath, options);
-  const { height, width, name } = bundle.input;
+  const { name, dims } = bundle.input;
   const out: RawPoint[] = [];
   try {
     for (const batch of batches) {
-      const feeds = { [name]: new ort.Tensor('float32', new Float32Array(batch * height * width).map((_, i) => (i % 255) / 255), [batch, 1, height, width]) };
+      const feeds = { [name]: new ort.Tensor('float32', new Float32Array(batch * imageSize(bundle.input)).map((_, i) => (i % 255) / 255), [batch, ...dims]) };
       await session.run(feeds); // warm-up
       let images = 0;
       const start = performance.now();

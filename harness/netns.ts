@@ -20,7 +20,7 @@ import { type ServiceName, type ServiceProcess, spawnService } from './services.
 
 const exec = promisify(execFile);
 
-export const REPLICAS = ['enc1', 'enc2'] as const;
+const REPLICAS = ['enc1', 'enc2'] as const;
 export type Replica = (typeof REPLICAS)[number];
 export type HostName = 'cascade' | Replica;
 
@@ -131,7 +131,7 @@ async function freePrefix(): Promise<string> {
 }
 
 /** Makes the switch, the three hosts and the test's own link; on any failure removes what it made. */
-export async function createNetwork(): Promise<Network> {
+async function createNetwork(): Promise<Network> {
   const id = process.pid;
   const prefix = await freePrefix();
   const switchNs = `mrl-${id}-switch`;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LinearHead } from '../matryoshka/bundle.js';
 import { Cascade, exitsAt, topIndices } from '../matryoshka/cascade.js';
+import { seeded } from '../harness/synthetic.js';
 import { softmax } from './helpers/softmax.js';
 
 // Synthetic heads over nesting [2, 4, 8] and 3 classes, built so each stage's confidence is known:
@@ -112,8 +113,7 @@ describe('Cascade (MRL-E shared head)', () => {
 
 describe('topIndices', () => {
   it('gives the k largest, best first, ties to the lower index: a stable sort\'s first k', () => {
-    let seed = 5;
-    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    const next = seeded(5);
     for (const length of [1, 7, 300]) {
       // Few distinct values, so that ties are everywhere.
       const logits = Float64Array.from({ length }, () => Math.floor(next() * 5));

@@ -16,14 +16,12 @@ import { stageLogits } from '../cli/logitTable.js';
 import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
 import { exitSettings } from '../services/cascade/thresholds.js';
 import { MRL } from './helpers/mrl.js';
+import { seeded } from '../harness/synthetic.js';
 
 const run = promisify(execFile);
 const mrl = (...args: string[]) => run(process.execPath, [...MRL, ...args], { maxBuffer: 1 << 26 });
 
 /** A seeded generator of uniforms in [0, 1), so every problem is the same on every run. */
-function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 /** A standard normal from two uniforms (Box-Muller). */
 const normal = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
@@ -32,7 +30,7 @@ const TIGHT = { gradientTolerance: 1e-10, maxIterations: 2000 };
 
 describe('the solver', () => {
   it('two classes on one feature: the optimum of binary logistic regression, solved by Newton in (w, b)', () => {
-    const r = rng(7);
+    const r = seeded(7);
     const n = 300;
     const x = Float32Array.from({ length: n }, () => normal(r));
     const y = Array.from(x, (v) => (r() < 1 / (1 + Math.exp(-(1.5 * v - 0.3))) ? 1 : 0));
@@ -80,7 +78,7 @@ describe('the solver', () => {
   }
 
   it('an MRL-E problem (3 classes, stages of 1, 2 and 4 columns): zero gradient at the solution, by central differences of that plain objective', () => {
-    const r = rng(11);
+    const r = seeded(11);
     const n = 90;
     const labels = Array.from({ length: n }, (_, i) => i % 3);
     const full = Float32Array.from({ length: n * 4 }, (_, k) => normal(r) + (k % 4 === labels[Math.floor(k / 4)]! ? 1.2 : 0));
@@ -100,7 +98,7 @@ describe('the solver', () => {
   });
 
   it('is invariant to the order of the inputs, and permuting the classes permutes the head', () => {
-    const r = rng(3);
+    const r = seeded(3);
     const n = 120;
     const labels = Array.from({ length: n }, () => Math.floor(r() * 4));
     const inputs = Float32Array.from({ length: n * 3 }, (_, k) => normal(r) + labels[Math.floor(k / 3)]! * (k % 3) * 0.5);
