@@ -1,5 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
+import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
+import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';
 import type { EncoderClient } from '../services/common/generated/mrl/v1/Encoder.js';
@@ -22,6 +24,13 @@ export function encoderClient(target: string, credentials = grpc.credentials.cre
 export function classify(client: ClassifierClient, request: ClassifyRequest, timeoutMs = 10_000): Promise<ClassifyResponse__Output> {
   return new Promise((resolve, reject) =>
     client.Classify(request, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res!))),
+  );
+}
+
+/** One ClassifyBatch call as a promise; rejects with the grpc ServiceError. */
+export function classifyBatch(client: ClassifierClient, request: ClassifyBatchRequest, timeoutMs = 10_000): Promise<ClassifyBatchResponse__Output> {
+  return new Promise((resolve, reject) =>
+    client.ClassifyBatch(request, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res!))),
   );
 }
 

@@ -1,9 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../matryoshka/bundle.js';
-import { sliceTensor } from '../cli/clients.js';
-import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
-import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
+import { classifyBatch, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { delta, scrape } from '../harness/prom.js';
@@ -24,16 +22,11 @@ afterAll(async () => {
   await mesh.cascade.shutdown();
 });
 
-const classifyBatch = (req: ClassifyBatchRequest) =>
-  new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-    mesh.classifier.ClassifyBatch(req, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-  );
-
 describe('ClassifyBatch with the encoder down', () => {
   it('both forms answer the call and fail each item with UNAVAILABLE, counted per item', async () => {
     const before = await scrape(mesh.cascade.metricsPort);
-    const listed = await classifyBatch({ requests: tensors.map((tensor) => ({ tensor })) });
-    const packed = await classifyBatch({ images: { shape: [3, 28, 28], raw: Buffer.concat(tensors.map((t) => t.raw)) } });
+    const listed = await classifyBatch(mesh.classifier, { requests: tensors.map((tensor) => ({ tensor })) });
+    const packed = await classifyBatch(mesh.classifier, { images: { shape: [3, 28, 28], raw: Buffer.concat(tensors.map((t) => t.raw)) } });
     const after = await scrape(mesh.cascade.metricsPort);
     for (const res of [listed, packed]) {
       expect(res.results).toHaveLength(3);

@@ -1,8 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../matryoshka/bundle.js';
-import { classify, sliceTensor } from '../cli/clients.js';
-import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
+import { classify, classifyBatch, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { delta, scrape } from '../harness/prom.js';
@@ -25,11 +24,7 @@ afterAll(() => mesh.stop());
 
 describe('bulk and interactive traffic queue apart in the cascade', () => {
   it('a ClassifyBatch that overflows its queue leaves room for unary Classify calls', async () => {
-    const batch = new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-      mesh.classifier.ClassifyBatch({ requests: Array.from({ length: 100 }, () => ({ tensor })) }, { deadline: Date.now() + 20_000 }, (err, res) =>
-        err ? reject(err) : resolve(res!),
-      ),
-    );
+    const batch = classifyBatch(mesh.classifier, { requests: Array.from({ length: 100 }, () => ({ tensor })) }, 20_000);
     // The batch's queue is full for about QUEUE x 20 ms from now.
     await new Promise((r) => setTimeout(r, 40));
     const unary = await Promise.all(Array.from({ length: 8 }, () => classify(mesh.classifier, { tensor }, 20_000).then(() => 'OK', (e: { details: string }) => e.details)));
@@ -53,9 +48,7 @@ describe('packed images go to the encoder in runs, through the bulk queue', () =
       // Image 20 is the fifth of the second run: its error still names it by its place in the tensor.
       images.raw.writeFloatLE(NaN, (20 * 784 + 5) * 4);
       const before = await scrape(small.cascade.metricsPort);
-      const batch = new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-        small.classifier.ClassifyBatch({ images }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-      );
+      const batch = classifyBatch(small.classifier, { images }, 20_000);
       await new Promise((r) => setTimeout(r, 40));
       const unary = await Promise.all(Array.from({ length: 8 }, () => classify(small.classifier, { tensor }, 20_000).then(() => 'OK', (e: { details: string }) => e.details)));
       const { results } = await batch;

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../matryoshka/cascade.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
@@ -10,10 +8,9 @@ import { classify, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import type { Evaluation } from '../cli/evaluate.js';
 import { startMesh } from '../harness/mesh.js';
-import { MRL } from './helpers/mrl.js';
+import { mrl as run } from './helpers/mrl.js';
 
-const run = promisify(execFile);
-const mrl = async (...args: string[]) => (await run(process.execPath, [...MRL, ...args], { maxBuffer: 1 << 24 })).stdout;
+const mrl = async (...args: string[]) => (await run(...args)).stdout;
 
 let bundle: Bundle;
 let dir: string;

@@ -1,15 +1,12 @@
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
-import { MRL } from './helpers/mrl.js';
+import { mrl as run } from './helpers/mrl.js';
 
-const run = promisify(execFile);
-const mrl = async (...args: string[]) => (await run(process.execPath, [...MRL, ...args])).stdout;
+const mrl = async (...args: string[]) => (await run(...args)).stdout;
 
 type Value = string | number | boolean | Message | Value[];
 interface Message {

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bundle, DEFAULT_MODEL_DIR, loadBundle, pixelsToInput } from '../matryoshka/bundle.js';
@@ -15,11 +13,9 @@ import { embedInputs, labelFolder } from '../cli/fitData.js';
 import { stageLogits } from '../cli/logitTable.js';
 import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
 import { exitSettings } from '../services/cascade/thresholds.js';
-import { MRL } from './helpers/mrl.js';
+import { MRL, mrl } from './helpers/mrl.js';
 import { seeded } from '../harness/synthetic.js';
 
-const run = promisify(execFile);
-const mrl = (...args: string[]) => run(process.execPath, [...MRL, ...args], { maxBuffer: 1 << 26 });
 
 /** A seeded generator of uniforms in [0, 1), so every problem is the same on every run. */
 

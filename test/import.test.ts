@@ -8,12 +8,11 @@ import { promisify } from 'node:util';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ImportOptions, importBundle } from '../cli/import.js';
-import { classifierClient, classify, float32Bytes } from '../cli/clients.js';
+import { classifierClient, classify, classifyBatch, float32Bytes } from '../cli/clients.js';
 import { type Bundle, DEFAULT_MODEL_DIR, loadBundle, readBundle } from '../matryoshka/bundle.js';
 import { Cascade } from '../matryoshka/cascade.js';
 import { cascadeConfig } from '../services/cascade/config.js';
 import { type RunningCascade, startCascade } from '../services/cascade/server.js';
-import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import { silentLogger } from '../services/common/logger.js';
 import { healthCheck } from '../harness/health.js';
 import { waitFor } from '../harness/load.js';
@@ -193,9 +192,7 @@ describe('an embeddings-only bundle (mrl import --embedding-dim)', () => {
     };
     expect(await refusal(classify(client, { image: Buffer.from([0x89, 0x50]) }))).toEqual(want);
     expect(await refusal(classify(client, { tensor: { shape: [28, 28], raw: float32Bytes(new Float32Array(784)) } }))).toEqual(want);
-    const packed = new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-      client.ClassifyBatch({ images: { shape: [2, 28, 28], raw: float32Bytes(new Float32Array(2 * 784)) } }, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-    );
+    const packed = classifyBatch(client, { images: { shape: [2, 28, 28], raw: float32Bytes(new Float32Array(2 * 784)) } });
     expect(await refusal(packed)).toEqual(want);
     const embedding = { values: reference[0]! };
     expect(await refusal(classify(client, { embedding, max_dimension: 48 }))).toEqual({

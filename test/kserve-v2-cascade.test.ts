@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
+import { classifierClient, classify, classifyBatch, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice, slicePng, type TestSlice } from '../cli/testSlice.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import { modelTensors } from '../matryoshka/modelTensors.js';
@@ -80,12 +80,8 @@ describe('a cascade speaking the Open Inference Protocol to our encoder (MRL_ENC
     const size = bundle.input.height * bundle.input.width;
     const raw = Buffer.alloc(n * size * 4);
     for (let i = 0; i < n; i++) raw.set(sliceTensor(slice, i, bundle).raw, i * size * 4);
-    const batch = (client: ClassifierClient) =>
-      new Promise<string[]>((resolve, reject) =>
-        client.ClassifyBatch({ images: { shape: [n, bundle.input.height, bundle.input.width], raw } }, { deadline: Date.now() + 20_000 }, (err, res) =>
-          err ? reject(err) : resolve(res!.results.map((r) => `${r.code} ${r.response?.label}`)),
-        ),
-      );
+    const batch = async (client: ClassifierClient) =>
+      (await classifyBatch(client, { images: { shape: [n, bundle.input.height, bundle.input.width], raw } }, 20_000)).results.map((r) => `${r.code} ${r.response?.label}`);
     const [a, b] = await Promise.all([batch(mrl.client), batch(v2.client)]);
     expect(b).toEqual(a);
     expect(new Set(b.map((r) => r.split(' ')[0]))).toEqual(new Set(['0']));

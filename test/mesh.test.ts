@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cascade } from '../matryoshka/cascade.js';
-import { classify, encode, sliceTensor } from '../cli/clients.js';
+import { classify, classifyBatch as classifyBatchCall, encode, sliceTensor } from '../cli/clients.js';
 import { type Bundle, loadBundle } from '../matryoshka/bundle.js';
 import type { ClassifyBatchRequest } from '../services/common/generated/mrl/v1/ClassifyBatchRequest.js';
 import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
@@ -151,9 +151,7 @@ describe('Classify end to end (real encoder and cascade on loopback)', () => {
 
 describe('the bulk path (ClassifyBatch and EncodeBatch)', () => {
   const classifyBatch = (requests: Parameters<typeof classify>[1][], extra: Omit<ClassifyBatchRequest, 'requests'> = {}) =>
-    new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-      mesh.classifier.ClassifyBatch({ requests, ...extra }, { deadline: Date.now() + 20_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-    );
+    classifyBatchCall(mesh.classifier, { requests, ...extra }, 20_000);
   /** Slice images i…i+n-1 packed in one [n, 28, 28] tensor of raw float32 bytes. */
   const packed = (first: number, n: number) => ({
     shape: [n, 28, 28],

@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classify, encode, sliceTensor } from '../cli/clients.js';
+import { classify, classifyBatch, encode, sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { type Bundle, DEFAULT_MODEL_DIR, type LinearHead, loadBundle } from '../matryoshka/bundle.js';
-import type { ClassifyBatchResponse__Output } from '../services/common/generated/mrl/v1/ClassifyBatchResponse.js';
 import { Cascade, argmax } from '../matryoshka/cascade.js';
 import { softmax } from './helpers/softmax.js';
 import { normalizePrefix, prefixNormalizer } from '../matryoshka/normalize.js';
@@ -139,9 +138,7 @@ describe('the cascade service applies the bundle\'s normalisation (layer_norm_l2
     }
     // ClassifyBatch's packed images take the same path.
     const images = { shape: [4, 28, 28], raw: Buffer.concat([0, 1, 2, 3].map((i) => sliceTensor(slice, i, bundle).raw)) };
-    const batch = await new Promise<ClassifyBatchResponse__Output>((resolve, reject) =>
-      mesh.classifier.ClassifyBatch({ images, max_dimension: 8 }, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-    );
+    const batch = await classifyBatch(mesh.classifier, { images, max_dimension: 8 });
     for (const [i, r] of batch.results.entries()) {
       const alone = await classify(mesh.classifier, { tensor: sliceTensor(slice, i, bundle), max_dimension: 8 });
       expect([r.code, r.response?.class_index, r.response?.dimension_used]).toEqual([status.OK, alone.class_index, alone.dimension_used]);

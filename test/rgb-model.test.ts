@@ -1,10 +1,9 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -21,7 +20,7 @@ import type { ClassifyRequest } from '../services/common/generated/mrl/v1/Classi
 import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';
 import { exitSettings } from '../services/cascade/thresholds.js';
 import { loopbackStartEnv } from './helpers/ports.js';
-import { MRL } from './helpers/mrl.js';
+import { MRL, mrl } from './helpers/mrl.js';
 
 /**
  * A second image model, of another shape than the bundled ones: made by `training/rgb_fixture.py`
@@ -40,8 +39,6 @@ interface PytorchHeads {
   accuracy: Record<string, number>;
 }
 
-const run = promisify(execFile);
-const mrl = (...args: string[]) => run(process.execPath, [...MRL, ...args], { maxBuffer: 1 << 26 });
 
 const FOREGROUND = [[230, 60, 40], [250, 200, 30], [60, 180, 75], [0, 130, 200], [145, 30, 180], [240, 240, 240]];
 const BACKGROUND = [[0, 0, 0], [40, 20, 60], [10, 50, 40], [70, 40, 10]];
