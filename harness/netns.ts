@@ -461,10 +461,11 @@ export async function runFault(mesh: NetnsMesh, fault: Fault, timing: FaultTimin
   const breakerMax = watchBreaker(mesh);
   try {
     return await measureFault(mesh, fault, timing, { cascadeBefore, startInputs, load, breakerMax });
-  } finally {
-    // Stopped whatever happened: a failed fault must not leave its load running.
+  } catch (err) {
+    // measureFault stops both once it has measured; a failed fault must not leave its load running.
     await load.stop();
     await breakerMax();
+    throw err;
   }
 }
 
@@ -472,7 +473,7 @@ async function measureFault(
   mesh: NetnsMesh,
   fault: Fault,
   timing: FaultTiming,
-  { cascadeBefore, startInputs, load, breakerMax }: { cascadeBefore: Map<string, number>; startInputs: Awaited<ReturnType<typeof replicaInputs>>; load: ReturnType<typeof openLoop>; breakerMax: () => Promise<number> },
+  { cascadeBefore, startInputs, load, breakerMax }: { cascadeBefore: Map<string, number>; startInputs: InputCounts; load: ReturnType<typeof openLoop>; breakerMax: () => Promise<number> },
 ): Promise<FaultReport> {
   await sleep(timing.baselineMs);
   const injectionInputs = await replicaInputs(mesh);
