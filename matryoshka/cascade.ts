@@ -1,6 +1,9 @@
 import type { HeadKind, LinearHead } from './bundle.js';
 import { type Normalization, normalizesWhole, prefixNormalizer } from './normalize.js';
 
+/** float32's largest finite value: the onnxruntime heads' logits must stay below it. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** `cascade`: the first confident stage answers. `full`: only the largest allowed stage runs. */
 export type Policy = 'cascade' | 'full';
 
@@ -199,6 +202,8 @@ export class Cascade {
   readonly embeddingLengths: readonly number[];
   /** The JavaScript kernel, in float64. */
   readonly js: HeadKernel;
+  /** Over every head, the largest |bias| and the largest L1 norm of a weight row: what bounds the logits an embedding gives. */
+  readonly #logitBound = { bias: 0, row: 0 };
 
   constructor(
     readonly kind: HeadKind,
@@ -212,6 +217,37 @@ export class Cascade {
     this.classes = heads[0]!.bias.length;
     this.embeddingLengths = normalizesWhole(normalization) ? [nesting[nesting.length - 1]!] : nesting;
     this.js = (work) => this.#jsStage(work);
+    for (const { weight, bias, size } of heads) {
+      for (const b of bias) this.#logitBound.bias = Math.max(this.#logitBound.bias, Math.abs(b));
+      for (let c = 0; c < this.classes; c++) {
+        let l1 = 0;
+        for (let j = c * size; j < (c + 1) * size; j++) l1 += Math.abs(weight[j]!);
+        this.#logitBound.row = Math.max(this.#logitBound.row, l1);
+      }
+    }
+  }
+
+  /**
+   * The largest embedding value, in magnitude, for which every stage's logits divided by the
+   * smallest of `temperatures` stay finite in float32 (as onnxruntime computes them), with room
+   * for the softmax's subtraction of the top logit, which can double them. A larger one could
+   * make the two kernels disagree, so both refuse it. Normalised prefixes have unit norm: only
+   * `none` is bounded.
+   */
+  largestValue(temperatures: readonly number[] = []): number {
+    if (this.normalization !== 'none' || this.#logitBound.row === 0) return Infinity;
+    const limit = (FLOAT32_MAX * Math.min(1, ...temperatures)) / 4 - this.#logitBound.bias;
+    return Math.max(0, limit / this.#logitBound.row);
+  }
+
+  /** Why `z`'s values cannot be classified at `temperatures` (see largestValue), or undefined when they can. */
+  valuesError(z: Float32Array, temperatures?: readonly number[]): string | undefined {
+    const largest = this.largestValue(temperatures);
+    if (largest === Infinity) return undefined;
+    for (let i = 0; i < z.length; i++)
+      if (Math.abs(z[i]!) > largest)
+        return `embedding value ${i} is ${z[i]}; this model's heads take values of at most ${largest.toPrecision(3)} in magnitude (larger ones overflow their float32 logits)`;
+    return undefined;
   }
 
   /** Why an embedding of `length` values cannot be classified, or undefined when it can. */
@@ -227,10 +263,11 @@ export class Cascade {
     return normalizesWhole(this.normalization) ? this.nesting[this.nesting.length - 1]! : cap;
   }
 
-  /** The last stage (a nesting index) a request may use, or why it cannot run: its length, its cap or its topK. */
-  lastStage(embeddingLength: number, { maxDimension, topK = 1 }: Pick<CascadeOptions, 'maxDimension' | 'topK'> = {}): number | string {
+  /** The last stage (a nesting index) a request may use, or why it cannot run: its embedding's length or values, its cap or its topK. */
+  lastStage(z: Float32Array, { maxDimension, topK = 1, temperatures }: Omit<CascadeOptions, 'thresholds' | 'policy'> = {}): number | string {
+    const embeddingLength = z.length;
     const cap = maxDimension || embeddingLength;
-    const bad = this.embeddingError(embeddingLength);
+    const bad = this.embeddingError(embeddingLength) ?? this.valuesError(z, temperatures);
     if (bad) return bad;
     if (!this.nesting.includes(cap)) return `max_dimension ${cap} is not one of the nesting sizes ${this.nesting.join(', ')}`;
     if (!Number.isInteger(topK) || topK < 1 || topK > this.classes) return `topK ${topK} is not a whole number from 1 to the ${this.classes} classes`;
@@ -258,13 +295,13 @@ export class Cascade {
   /**
    * The stage-by-stage batch: yields each stage's work (one per group of rows that share their
    * columns) and takes its output, until every row has answered. Throws a RangeError on a length
-   * or cap outside the nesting, or a topK outside the classes: the service refuses those first,
-   * with INVALID_ARGUMENT.
+   * or cap outside the nesting, values too large for the heads, or a topK outside the classes:
+   * the service refuses those first, with INVALID_ARGUMENT.
    */
   *#stages(zs: readonly Float32Array[], options: readonly CascadeOptions[]): Generator<StageWork, CascadeResult[], StageOutput> {
     const rows: Row[] = zs.map((z, r) => {
       const o = options[r]!;
-      const last = this.lastStage(z.length, o);
+      const last = this.lastStage(z, o);
       if (typeof last === 'string') throw new RangeError(last);
       return { prefix: prefixNormalizer(z, this.normalization), first: o.policy === 'full' ? last : 0, last, options: o, trace: [] };
     });

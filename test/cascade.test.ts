@@ -61,8 +61,8 @@ describe('Cascade (MRL heads)', () => {
 
   it('a shorter embedding caps the cascade at its own length; lengths off the nesting are refused', () => {
     expect(cascade.classify(z(0, 0, 1, 0), { thresholds: [0.99, 0.99] }).dimensionUsed).toBe(4);
-    expect(cascade.lastStage(5)).toMatch(/expected one of the nesting sizes 2, 4, 8/);
-    expect(cascade.lastStage(8, { maxDimension: 3 })).toMatch(/max_dimension 3/);
+    expect(cascade.lastStage(new Float32Array(5))).toMatch(/expected one of the nesting sizes 2, 4, 8/);
+    expect(cascade.lastStage(new Float32Array(8), { maxDimension: 3 })).toMatch(/max_dimension 3/);
     expect(() => cascade.classify(z(1, 2, 3), { thresholds: [0, 0] })).toThrow(RangeError);
   });
 

@@ -78,6 +78,33 @@ describe('the cascade over a batch, stage by stage', () => {
     });
   }
 
+  for (const kind of ['mrl', 'mrl-e'] as const)
+    it(`${kind}: an embedding whose values are as large as the heads take gives finite answers that agree on onnxruntime and in JavaScript; a larger one is refused by both`, async () => {
+      const { cascade, nesting } = synthetic(kind, 300, 256);
+      const d = nesting.at(-1)!;
+      const options: CascadeOptions = { ...cascade.everyStage(nesting.map((_, k) => 0.5 + 0.25 * k)), topK: 3 };
+      const largest = cascade.largestValue(options.temperatures);
+      expect(largest).toBeLessThan(3e38);
+      // The float32 at or just below the limit.
+      const at = Math.fround(largest) > largest ? Math.fround(largest * (1 - 2 ** -23)) : Math.fround(largest);
+      // Every value at the limit, signed as the largest head's weights for each class in turn: its logits as large as they get.
+      const { weight, size } = cascade.heads.at(-1)!;
+      const kernel = ortHeadKernel(cascade);
+      for (const c of [0, 1, 2]) {
+        const z = Float32Array.from({ length: d }, (_, j) => (weight[c * size + j]! < 0 ? -at : at));
+        const [js, onOrt] = await Promise.all([cascade.classifyBatch([z], [options]), cascade.classifyBatch([z], [options], kernel)]);
+        expect(onOrt[0]!.trace.map((s) => s.classIndex)).toEqual(js[0]!.trace.map((s) => s.classIndex));
+        for (const s of onOrt[0]!.trace) expect(Number.isFinite(s.topProbability)).toBe(true);
+        expect(onOrt[0]!.top.map((t) => t.classIndex)).toEqual(js[0]!.top.map((t) => t.classIndex));
+        const over = z.slice();
+        over[7] = over[7]! * 1.01;
+        const refusal = new RegExp(`^embedding value 7 is ${over[7]}; this model's heads take values of at most `.replace(/[.+]/g, '\\$&'));
+        await expect(cascade.classifyBatch([over], [options])).rejects.toThrow(refusal);
+        await expect(cascade.classifyBatch([over], [options], kernel)).rejects.toThrow(refusal);
+      }
+      await kernel.release();
+    });
+
   it('onnxruntime heads let a running stage finish, then release every session they made, and refuse stages afterwards', async () => {
     const { cascade, nesting, zs } = synthetic('mrl-e', 300, 256);
     const options = optionsFor(nesting, zs.length);

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { status } from '@grpc/grpc-js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,5 +105,11 @@ describe('a user’s own model: RGB, NHWC, a Hugging Face preprocessor config', 
     await expect(classify(mesh.classifier, { tensor: { shape: [3, SIDE, SIDE], values: tensor.values } })).rejects.toMatchObject({
       details: `tensor shape [3, ${SIDE}, ${SIDE}] is not one of [${SIDE}, ${SIDE}, 3], [1, ${SIDE}, ${SIDE}, 3]`,
     });
+    // Finite in float32 through the encoder, but beyond what the heads' float32 logits hold: never an answer.
+    await expect(classify(mesh.classifier, { tensor: { ...tensor, values: values.map((v, i) => (i % 2 ? -3e37 : 3e37)) } })).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+      details: expect.stringMatching(/^encoder unavailable: its embedding is too large for this cascade's heads \(embedding value \d+ is -?[\d.e+]+; this model's heads take values of at most .* in magnitude \(larger ones overflow their float32 logits\)\): a faulty model, or an input far outside the range the model takes$/),
+    });
+    expect((await classify(mesh.classifier, { tensor })).label).toBe(fromTensor.label);
   }, 120_000);
 });

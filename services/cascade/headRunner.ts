@@ -23,9 +23,9 @@ export class HeadRunner {
     private readonly kernel: HeadKernel,
   ) {}
 
-  /** `z`'s answer; a RangeError, alone, for a length, cap or topK the cascade cannot run (the service refuses those first). */
+  /** `z`'s answer; a RangeError, alone, for a length, values, cap or topK the cascade cannot run (the service refuses those first). */
   classify(z: Float32Array, options: CascadeOptions): Promise<CascadeResult> {
-    const last = this.cascade.lastStage(z.length, options);
+    const last = this.cascade.lastStage(z, options);
     if (typeof last === 'string') return Promise.reject(new RangeError(last));
     return new Promise((resolve, reject) => {
       if (this.#pending.push({ z, options, resolve, reject }) === 1) setImmediate(() => this.#flush());

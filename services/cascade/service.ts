@@ -12,6 +12,7 @@ import { StatusError, invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Cascade, Policy } from '../../matryoshka/cascade.js';
+import { unavailable } from './encoderOutcome.js';
 import type { EncoderThread } from './encoderThread.js';
 import type { Lane } from './encoderWorker.js';
 import type { HeadRunner } from './headRunner.js';
@@ -67,7 +68,7 @@ function policyOf(req: Options): Policy {
   return policy;
 }
 
-/** The precomputed embedding, validated: a length the cascade takes, finite values. */
+/** The precomputed embedding, validated: a length the cascade takes, finite values (respond checks their size). */
 function embeddingOf(values: number[], cascade: Cascade): Float32Array {
   const badLength = cascade.embeddingError(values.length);
   if (badLength) throw invalidArgument(badLength);
@@ -83,6 +84,8 @@ interface Checked {
   /** The largest prefix the request may use. */
   cap: number;
   topK: number;
+  /** Whether the caller gave the embedding (else the encoder made it). */
+  given: boolean;
 }
 
 /** The mrl.v1.Classifier implementation. */
@@ -106,7 +109,7 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       throw invalidArgument(`max_dimension ${o.max_dimension} is not 0 or one of the nesting sizes ${bundle.nesting.join(', ')}`);
     const topK = o.top_k || 1;
     if (topK > bundle.labels.length) throw invalidArgument(`top_k ${topK} is more than the ${bundle.labels.length} classes`);
-    return { policy, cap: o.max_dimension || bundle.embeddingDim, topK };
+    return { policy, cap: o.max_dimension || bundle.embeddingDim, topK, given: false };
   };
 
   const check = (req: ClassifyRequest__Output): Checked => {
@@ -114,12 +117,19 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
     if (req.input !== 'image' && req.input !== 'tensor' && req.input !== 'embedding')
       throw invalidArgument('request has no input: set image, tensor or embedding');
     metrics.inputs.inc({ input: req.input });
-    return c;
+    return { ...c, given: req.input === 'embedding' };
   };
 
   /** Runs the cascade on an embedding and records what it did. */
   const respond = async (z: Float32Array, c: Checked): Promise<ClassifyResponse> => {
     const settings = deps.thresholds.current;
+    // Values too large for the heads' float32 logits: the caller's, or the encoder's (which sees
+    // only finite values, and may have been given a tensor far outside its model's range).
+    const tooLarge = cascade.valuesError(z, settings.temperatures);
+    if (tooLarge)
+      throw c.given
+        ? invalidArgument(tooLarge)
+        : unavailable(`its embedding is too large for this cascade's heads (${tooLarge}): a faulty model, or an input far outside the range the model takes`);
     const result = await deps.heads.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy, topK: c.topK });
     // Only an answer that could have escalated to the full size can disagree with it.
     if (c.policy === 'cascade' && c.cap === bundle.embeddingDim && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);

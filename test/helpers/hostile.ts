@@ -179,7 +179,7 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
       message: `image is ${w}x${h}, more than the ${maxImagePixels} pixels this encoder decodes`,
     }));
 
-  const cascadeOnly = (kind: string, arb: fc.Arbitrary<{ request: Record<string, unknown>; message: string }>) =>
+  const cascadeOnly = (kind: string, arb: fc.Arbitrary<{ request: Record<string, unknown>; message: string | RegExp }>) =>
     arb.map(({ request, message }): HostileCase => ({ kind, target: 'cascade', request, code: IA, message, reachesEncoder: false }));
   const validEmbedding = fc.constant({ embedding: { values: new Array<number>(bundle.nesting[0]!).fill(0.1) } });
   const wrongEmbeddingLength = cascadeOnly(
@@ -201,6 +201,23 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
         const i = Math.floor(at * n);
         values[i] = bad;
         return { request: { embedding: { values } }, message: `embedding value ${i} is ${bad}; values must be finite` };
+      }),
+  );
+  // Finite in float32, but beyond what the heads' float32 logits hold (these heads' weights bound
+  // an embedding value far below 1e38).
+  const hugeEmbedding = cascadeOnly(
+    'embedding too large for the heads',
+    fc
+      .tuple(fc.constantFrom(...bundle.nesting), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.double({ min: 1e38, max: 3.4e38, noNaN: true }), fc.boolean())
+      .map(([n, at, huge, negative]) => {
+        const values = new Array<number>(n).fill(0.1);
+        const i = Math.floor(at * n);
+        values[i] = negative ? -huge : huge;
+        const shown = String(Math.fround(values[i]!)).replace(/[.+]/g, '\\$&');
+        return {
+          request: { embedding: { values } },
+          message: new RegExp(`^embedding value ${i} is ${shown}; this model's heads take values of at most \\d\\.\\d\\de\\+\\d+ in magnitude \\(larger ones overflow their float32 logits\\)$`),
+        };
       }),
   );
   // Enums are int32 on the wire; an unknown value arrives as its number.
@@ -286,6 +303,7 @@ export function hostileCases(bundle: Bundle, images: ImageSamples, maxMessageByt
     inputFault('decompression bomb (header declares too many pixels)', bomb),
     wrongEmbeddingLength,
     nonFiniteEmbedding,
+    hugeEmbedding,
     unknownPolicy,
     badMaxDimension,
     topK,
