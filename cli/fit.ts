@@ -1,12 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { binomialCdf } from '../matryoshka/binomial.js';
 import { type AnyBundle, type ClassifierBundle, type HeadKind, readBundle, requireHeads } from '../matryoshka/bundle.js';
 import { HEADS_FILE, writeHeads } from '../matryoshka/bundleWriter.js';
 import { gatherRows, type LogitTable, pick, stageAccuracies, stageTable } from '../matryoshka/calibration.js';
 import { Cascade } from '../matryoshka/cascade.js';
-import { learnCertifySplit } from '../matryoshka/certify.js';
+import { fewestTested, learnCertifySplit } from '../matryoshka/certify.js';
 import { type LabelledEmbeddings, fitHeads, stratifiedSplit } from '../matryoshka/fit.js';
 import { type Calibration, type CertifiedTarget, calibrateCertified, describeCalibration } from './calibrate.js';
 import { embedImageFolder, readEmbeddingsJsonl, readImageFolder } from './fitData.js';
@@ -91,10 +90,10 @@ export async function fitBundle(dir: string, options: FitOptions): Promise<FitRe
   const { risk, epsilon, delta } = options.target;
   // Even a cascade that never exits early must pass the certificate's test: refuse before embedding and fitting.
   const tested = learnCertifySplit(validation.length).certify.length;
-  if (binomialCdf(0, tested, epsilon) > delta)
+  if (tested < fewestTested(options.target))
     throw new Error(
       `the validation split (${validation.length} of ${inputs.labels.length} inputs) leaves ${tested} for the certificate's tests, ` +
-        `too few to certify ${risk} <= ${epsilon} at delta ${delta} even without a mistake, which takes ${Math.ceil(Math.log(delta) / Math.log1p(-epsilon))}; ` +
+        `too few to certify ${risk} <= ${epsilon} at delta ${delta} even without a mistake, which takes ${fewestTested(options.target)}; ` +
         'give more data, a larger --val-fraction or a larger --epsilon',
     );
   if (train.length === 0) throw new Error(`no inputs are left to fit on after the validation split of ${validation.length}; give more data or a smaller --val-fraction`);

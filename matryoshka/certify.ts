@@ -66,6 +66,19 @@ function between(from: readonly number[], to: readonly number[], steps: number):
   });
 }
 
+/** The fewest inputs tested on which even a cascade without a mistake passes at ε and δ: (1 − ε)^n ≤ δ. */
+export function fewestTested({ epsilon, delta }: Pick<Certificate, 'epsilon' | 'delta'>): number {
+  return Math.ceil(Math.log(delta) / Math.log1p(-epsilon));
+}
+
+/** The fewest inputs whose certification part (see learnCertifySplit) holds fewestTested. */
+export function fewestInputs(terms: Pick<Certificate, 'epsilon' | 'delta'>): number {
+  const tested = fewestTested(terms);
+  // Each five inputs give three to the tests, from their third on.
+  const rest = tested % 3;
+  return Math.floor(tested / 3) * 5 + (rest ? 2 + rest : 0);
+}
+
 /** Splits inputs 2 : 3 by position, every fifth pattern, so both parts cover the whole sample alike. */
 export function learnCertifySplit(n: number): { learn: number[]; certify: number[] } {
   const learn: number[] = [];

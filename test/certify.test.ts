@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { binomialCdf, binomialUpperBound } from '../matryoshka/binomial.js';
 import { type LogitTable, replay, searchThresholds, stageTable } from '../matryoshka/calibration.js';
-import { certifyThresholds, learnCertifySplit } from '../matryoshka/certify.js';
+import { certifyThresholds, fewestInputs, fewestTested, learnCertifySplit } from '../matryoshka/certify.js';
 import { expectedCalibrationErrors, fitTemperatures } from '../matryoshka/temperature.js';
 import { seeded } from '../harness/synthetic.js';
 
@@ -51,6 +51,21 @@ describe('binomial tail', () => {
     }
     // The rule of three: no events in n gives about 3/n at 95%.
     expect(binomialUpperBound(0, 1000, 0.05)).toBeCloseTo(1 - 0.05 ** (1 / 1000), 10);
+  });
+});
+
+describe('the fewest inputs a certificate needs', () => {
+  it('is where a cascade without a mistake first passes the test, counted in tested inputs and in inputs before the split', () => {
+    for (const epsilon of [0.3, 0.1, 0.05, 0.01, 0.005])
+      for (const delta of [0.2, 0.1, 0.05, 0.01]) {
+        const tested = fewestTested({ epsilon, delta });
+        // No mistake in n tested: its p-value is P(X = 0) = (1 − ε)^n.
+        expect(binomialCdf(0, tested, epsilon)).toBeLessThanOrEqual(delta);
+        expect(binomialCdf(0, tested - 1, epsilon)).toBeGreaterThan(delta);
+        const n = fewestInputs({ epsilon, delta });
+        expect(learnCertifySplit(n).certify.length).toBe(tested);
+        expect(learnCertifySplit(n - 1).certify.length).toBe(tested - 1);
+      }
   });
 });
 

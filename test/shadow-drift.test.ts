@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classify, float32Bytes } from '../cli/clients.js';
 import { type LabelledImages, loadSplit } from '../cli/fashionMnist.js';
-import { minimumSamples } from '../services/cascade/recertification.js';
+import { fewestInputs } from '../matryoshka/certify.js';
 import { type Bundle, loadBundle, pixelsToInput } from '../matryoshka/bundle.js';
 import { startMesh, type TestMesh } from '../harness/mesh.js';
 import { histogramMean, scrape } from '../harness/prom.js';
@@ -68,7 +68,7 @@ afterAll(async () => {
 describe('drift: inputs change under certified thresholds', () => {
   it('the live disagreement rises above ε and the alert fires; re-certified thresholds bring it back under ε, at a higher average dimension', async () => {
     const epsilon = (bundle.meta.calibration as { certificate: { epsilon: number } }).certificate.epsilon;
-    expect(minimumSamples({ epsilon, delta: 0.05 })).toBeLessThan(RESERVOIR);
+    expect(fewestInputs({ epsilon, delta: 0.05 })).toBeLessThan(RESERVOIR);
     const metric = (m: Map<string, number>, name: string) => m.get(name) ?? 0;
     const start = await scrape(mesh.cascade.metricsPort);
 

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
 import { wilsonInterval } from '../../matryoshka/binomial.js';
+import { fewestInputs } from '../../matryoshka/certify.js';
 import { replay, type StageTable } from '../../matryoshka/calibration.js';
 import type { CertifyJob, CertifyReply } from './certifyWorker.js';
 import type { CascadeMetrics } from './metrics.js';
@@ -13,14 +14,6 @@ export interface RecertificationOptions {
   intervalMs: number;
   /** How often the alert condition is checked on the kept samples, ms. */
   checkMs: number;
-}
-
-/**
- * The fewest samples on which even the most cautious cascade (no disagreements) passes the test:
- * (1 − ε)^n_tested ≤ δ, with 3 of every 5 samples tested.
- */
-export function minimumSamples({ epsilon, delta }: Pick<CertificateTerms, 'epsilon' | 'delta'>): number {
-  return Math.ceil(Math.log(delta) / Math.log1p(-epsilon) / 0.6) + 5;
 }
 
 /**
@@ -89,7 +82,7 @@ export function startRecertification(
     const terms = settings.certificate;
     // Only a disagreement certificate can be renewed from shadow samples, and only on samples scored as served.
     if (failed || running || terms?.risk !== 'disagreement' || sampler.scoredAt !== settings.temperatures) return;
-    if (sampler.size < minimumSamples(terms)) return;
+    if (sampler.size < fewestInputs(terms)) return;
     const samples = sampler.samples();
     const live = replay(samples, settings.thresholds);
     const alert = wilsonInterval(live.disagreements, samples.n).low > terms.epsilon;

@@ -13,7 +13,8 @@ import type { CascadeConfig } from './config.js';
 import { EncoderThread } from './encoderThread.js';
 import { type CascadeMetrics, createCascadeMetrics } from './metrics.js';
 import { createClassifierService } from './service.js';
-import { minimumSamples, startRecertification } from './recertification.js';
+import { fewestInputs } from '../../matryoshka/certify.js';
+import { startRecertification } from './recertification.js';
 import { ShadowSampler } from './shadow.js';
 import { type ExitSettings, ThresholdStore } from './thresholds.js';
 
@@ -73,10 +74,10 @@ export async function startCascade(config: CascadeConfig, logger: Logger): Promi
       'needs MRL_SHADOW_RATE above 0 and thresholds certified for the disagreement risk ' +
         '(calibration.certificate in model.json or the thresholds file, from `mrl calibrate`)',
     );
-  if (config.shadow.recalibrate && terms && config.shadow.reservoir < minimumSamples(terms))
+  if (config.shadow.recalibrate && terms && config.shadow.reservoir < fewestInputs(terms))
     refuse(
       `MRL_SHADOW_RESERVOIR=${config.shadow.reservoir} holds too few samples to certify disagreement <= ${terms.epsilon} ` +
-        `with delta ${terms.delta}: it needs at least ${minimumSamples(terms)}`,
+        `with delta ${terms.delta}: it needs at least ${fewestInputs(terms)}`,
     );
   showSettings(thresholds.current);
   // With a V2 server the cascade serves only while the server's model fits its heads; with no encoder, at once.
