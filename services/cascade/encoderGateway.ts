@@ -254,6 +254,10 @@ export class EncoderQueue {
       throw overloaded(`${this.name}: requests wait about ${Math.round(wait)} ms for the encoder, more than the ${Math.max(0, Math.round(left))} ms before this one's deadline`);
     }
     try {
+      // Refused before the transport prepares it: a V2 transport decodes and preprocesses each
+      // image, CPU an overloaded cascade has least of. (Its queue may fill while it prepares.)
+      const full = this.#batcher.full();
+      if (full) throw full;
       return await this.#batcher.submit(await this.prepare(job), signal);
     } catch (err) {
       if (err instanceof QueueFull) this.#refused('queue_full');

@@ -80,10 +80,16 @@ export class Batcher<I, O> {
     this.maxInFlight = options.maxInFlight ?? 1;
   }
 
+  /** The refusal a submit would get now because the queue is full, if it would. */
+  full(): QueueFull | undefined {
+    return this.queue.length >= this.options.maxQueue ? new QueueFull(this.options.name ?? 'queue', this.options.maxQueue) : undefined;
+  }
+
   /** Queues `item` for a batch; once `signal` aborts, the item fails with its reason. */
   submit(item: I, signal?: AbortSignal): Promise<O> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.queue.length >= this.options.maxQueue) return Promise.reject(new QueueFull(this.options.name ?? 'queue', this.options.maxQueue));
+    const full = this.full();
+    if (full) return Promise.reject(full);
     return new Promise<O>((resolve, reject) => {
       const pending: Pending<I, O> = { item, signal, enqueued: process.hrtime.bigint(), resolve, reject };
       if (signal) {
