@@ -123,14 +123,16 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
   /** Runs the cascade on an embedding and records what it did. */
   const respond = async (z: Float32Array, c: Checked): Promise<ClassifyResponse> => {
     const settings = deps.thresholds.current;
-    // Values too large for the heads' float32 logits: the caller's, or the encoder's (which sees
-    // only finite values, and may have been given a tensor far outside its model's range).
-    const tooLarge = cascade.valuesError(z, settings.temperatures);
-    if (tooLarge)
+    // The heads refuse what they cannot run with a RangeError. Its length, cap and topK were
+    // checked above; what is left is values too large for their float32 logits: the caller's, or
+    // the encoder's (which sees only finite values, and may have been given a tensor far outside
+    // its model's range).
+    const result = await deps.heads.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy, topK: c.topK }).catch((err: unknown) => {
+      if (!(err instanceof RangeError)) throw err;
       throw c.given
-        ? invalidArgument(tooLarge)
-        : unavailable(`its embedding is too large for this cascade's heads (${tooLarge}): a faulty model, or an input far outside the range the model takes`);
-    const result = await deps.heads.classify(z, { ...settings, maxDimension: c.cap, policy: c.policy, topK: c.topK });
+        ? invalidArgument(err.message)
+        : unavailable(`its embedding is too large for this cascade's heads (${err.message}): a faulty model, or an input far outside the range the model takes`);
+    });
     // Only an answer that could have escalated to the full size can disagree with it.
     if (c.policy === 'cascade' && c.cap === bundle.embeddingDim && z.length === bundle.embeddingDim) deps.shadow.offer(z, result, settings);
     metrics.dimensionUsed.observe(result.dimensionUsed);
