@@ -90,10 +90,11 @@ export async function fitBundle(dir: string, options: FitOptions): Promise<FitRe
   const { risk, epsilon, delta } = options.target;
   // Even a cascade that never exits early must pass the certificate's test: refuse before embedding and fitting.
   const tested = learnCertifySplit(validation.length).certify.length;
-  if (tested < fewestTested(options.target))
+  const needed = fewestTested(options.target);
+  if (tested < needed)
     throw new Error(
       `the validation split (${validation.length} of ${inputs.labels.length} inputs) leaves ${tested} for the certificate's tests, ` +
-        `too few to certify ${risk} <= ${epsilon} at delta ${delta} even without a mistake, which takes ${fewestTested(options.target)}; ` +
+        `too few to certify ${risk} <= ${epsilon} at delta ${delta} even without a mistake, which takes ${needed}; ` +
         'give more data, a larger --val-fraction or a larger --epsilon',
     );
   if (train.length === 0) throw new Error(`no inputs are left to fit on after the validation split of ${validation.length}; give more data or a smaller --val-fraction`);

@@ -4,6 +4,27 @@ import { type Normalization, normalizesWhole, prefixNormalizer } from './normali
 /** float32's largest finite value: the onnxruntime heads' logits must stay below it. */
 const FLOAT32_MAX = 3.4028234663852886e38;
 
+interface LogitBound {
+  /** The largest |bias|. */
+  bias: number;
+  /** The largest L1 norm of a weight row. */
+  row: number;
+}
+
+/** Over every head: |logit| ≤ bias + row × the largest |embedding value|. */
+function logitBound(heads: readonly LinearHead[], classes: number): LogitBound {
+  const bound = { bias: 0, row: 0 };
+  for (const { weight, bias, size } of heads) {
+    for (const b of bias) bound.bias = Math.max(bound.bias, Math.abs(b));
+    for (let c = 0; c < classes; c++) {
+      let l1 = 0;
+      for (let j = c * size; j < (c + 1) * size; j++) l1 += Math.abs(weight[j]!);
+      bound.row = Math.max(bound.row, l1);
+    }
+  }
+  return bound;
+}
+
 /** `cascade`: the first confident stage answers. `full`: only the largest allowed stage runs. */
 export type Policy = 'cascade' | 'full';
 
@@ -202,8 +223,8 @@ export class Cascade {
   readonly embeddingLengths: readonly number[];
   /** The JavaScript kernel, in float64. */
   readonly js: HeadKernel;
-  /** Over every head, the largest |bias| and the largest L1 norm of a weight row: what bounds the logits an embedding gives. */
-  readonly #logitBound = { bias: 0, row: 0 };
+  /** What bounds the logits an embedding gives (see logitBound); only unnormalised prefixes need it. */
+  readonly #logitBound: LogitBound | undefined;
 
   constructor(
     readonly kind: HeadKind,
@@ -217,14 +238,7 @@ export class Cascade {
     this.classes = heads[0]!.bias.length;
     this.embeddingLengths = normalizesWhole(normalization) ? [nesting[nesting.length - 1]!] : nesting;
     this.js = (work) => this.#jsStage(work);
-    for (const { weight, bias, size } of heads) {
-      for (const b of bias) this.#logitBound.bias = Math.max(this.#logitBound.bias, Math.abs(b));
-      for (let c = 0; c < this.classes; c++) {
-        let l1 = 0;
-        for (let j = c * size; j < (c + 1) * size; j++) l1 += Math.abs(weight[j]!);
-        this.#logitBound.row = Math.max(this.#logitBound.row, l1);
-      }
-    }
+    this.#logitBound = normalization === 'none' ? logitBound(heads, this.classes) : undefined;
   }
 
   /**
@@ -235,7 +249,7 @@ export class Cascade {
    * `none` is bounded.
    */
   largestValue(temperatures: readonly number[] = []): number {
-    if (this.normalization !== 'none' || this.#logitBound.row === 0) return Infinity;
+    if (!this.#logitBound || this.#logitBound.row === 0) return Infinity;
     const limit = (FLOAT32_MAX * Math.min(1, ...temperatures)) / 4 - this.#logitBound.bias;
     return Math.max(0, limit / this.#logitBound.row);
   }
@@ -295,8 +309,8 @@ export class Cascade {
   /**
    * The stage-by-stage batch: yields each stage's work (one per group of rows that share their
    * columns) and takes its output, until every row has answered. Throws a RangeError on a length
-   * or cap outside the nesting, values too large for the heads, or a topK outside the classes:
-   * the service refuses those first, with INVALID_ARGUMENT.
+   * or cap outside the nesting, values too large for the heads, or a topK outside the classes
+   * (the service refuses all but the values first, and words that refusal itself).
    */
   *#stages(zs: readonly Float32Array[], options: readonly CascadeOptions[]): Generator<StageWork, CascadeResult[], StageOutput> {
     const rows: Row[] = zs.map((z, r) => {

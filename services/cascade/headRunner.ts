@@ -23,7 +23,7 @@ export class HeadRunner {
     private readonly kernel: HeadKernel,
   ) {}
 
-  /** `z`'s answer; a RangeError, alone, for a length, values, cap or topK the cascade cannot run (the service refuses those first). */
+  /** `z`'s answer; a RangeError, alone, for a length, values, cap or topK the cascade cannot run (the service refuses all but the values first). */
   classify(z: Float32Array, options: CascadeOptions): Promise<CascadeResult> {
     const last = this.cascade.lastStage(z, options);
     if (typeof last === 'string') return Promise.reject(new RangeError(last));

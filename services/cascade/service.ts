@@ -68,7 +68,7 @@ function policyOf(req: Options): Policy {
   return policy;
 }
 
-/** The precomputed embedding, validated: a length the cascade takes, finite values (respond checks their size). */
+/** The precomputed embedding, validated: a length the cascade takes, finite values (the heads refuse values too large for them). */
 function embeddingOf(values: number[], cascade: Cascade): Float32Array {
   const badLength = cascade.embeddingError(values.length);
   if (badLength) throw invalidArgument(badLength);
