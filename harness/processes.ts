@@ -10,7 +10,7 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-/** A TypeScript entry of this repository running as a Node process of its own. */
+/** An entry of this repository (or of a build of it) running as a Node process of its own. */
 export interface NodeProcess {
   child: ChildProcess;
   pid: number;
@@ -19,8 +19,8 @@ export interface NodeProcess {
   /** Resolves when it exits. */
   exit: Promise<Exit>;
   exited(): boolean;
-  /** SIGTERM (unless it has exited), then its exit. */
-  stop(): Promise<Exit>;
+  /** `signal` (default SIGTERM) unless it has exited, then its exit. */
+  stop(signal?: NodeJS.Signals): Promise<Exit>;
   /** SIGKILL (unless it has exited), then its exit. */
   kill(): Promise<Exit>;
   /**
@@ -35,6 +35,12 @@ export interface SpawnOptions {
   args?: string[];
   /** Set on top of this process's environment less its MRL_ settings, so a developer's own cannot leak in. */
   env?: Env;
+  /** Other variables of this process's environment it does not get (default none). */
+  unset?: string[];
+  /** The entry is compiled JavaScript, run by node alone, not through tsx (default false). */
+  compiled?: boolean;
+  /** Where it runs, and what `entry` is relative to (default the repository root). */
+  cwd?: string;
   /**
    * A command that runs node for us, such as `['ip', 'netns', 'exec', NS]` (default none). It must
    * exec node, so that the pid is node's, for signals and /proc.
@@ -53,13 +59,14 @@ const parse = (line: string): Record<string, unknown> | undefined => {
   }
 };
 
-/** Runs `node --import tsx <entry>` (a path from the repository root) and collects its output lines. */
+/** Runs `node --import tsx <entry>` (a path from the repository root; compiled: `node <entry>`) and collects its output lines. */
 export function spawnNode(entry: string, options: SpawnOptions = {}): NodeProcess {
   const [command, ...prefixArgs] = [...(options.prefix ?? []), process.execPath];
   const shown = [...(options.prefix ?? []), entry].join(' ');
-  const child = spawn(command!, [...prefixArgs, '--import', 'tsx', entry, ...(options.args ?? [])], {
-    cwd: ROOT,
-    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MRL_'))), ...options.env },
+  const inherited = Object.entries(process.env).filter(([k]) => !k.startsWith('MRL_') && !options.unset?.includes(k));
+  const child = spawn(command!, [...prefixArgs, ...(options.compiled ? [] : ['--import', 'tsx']), entry, ...(options.args ?? [])], {
+    cwd: options.cwd ?? ROOT,
+    env: { ...Object.fromEntries(inherited), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
@@ -107,7 +114,7 @@ export function spawnNode(entry: string, options: SpawnOptions = {}): NodeProces
       for (const line of output) check(line);
       void exit.then((e) => fail(`exited (${e.signal ?? e.code}) before it was`));
     });
-  return { child, pid: child.pid!, output, exit, exited: () => exited, stop: () => signal('SIGTERM'), kill: () => signal('SIGKILL'), jsonLine };
+  return { child, pid: child.pid!, output, exit, exited: () => exited, stop: (sig = 'SIGTERM') => signal(sig), kill: () => signal('SIGKILL'), jsonLine };
 }
 
 /** SIGKILLs every process spawned here that is still running, and waits for them (for afterAll). */

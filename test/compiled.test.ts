@@ -1,15 +1,13 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
+import { sliceTensor } from '../cli/clients.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { loopbackStartEnv } from './helpers/ports.js';
+import { killStarted, startMrl } from './helpers/mrlStart.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { ROOT } from './helpers/deploy.js';
 
@@ -38,16 +36,8 @@ beforeAll(async () => {
   for (const entry of await readdir(join(ROOT, 'node_modules')))
     if (entry !== 'tsx' && entry !== '.bin') await symlink(join(ROOT, 'node_modules', entry), join(app, 'node_modules', entry));
 }, 60_000);
-/** Every pid the test saw started, SIGKILLed afterwards in case it failed halfway. */
-const started = new Set<number>();
 afterAll(async () => {
-  for (const pid of started) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  killStarted();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -67,47 +57,26 @@ describe('the compiled build (what npm start, the mrl bin and the images run)', 
   });
 
   it('mrl start runs dist/services/<name>/main.js without tsx, and Classify answers', async () => {
-    const { env, ports } = await loopbackStartEnv({}, ['NODE_OPTIONS']);
-    const supervisor: ChildProcess = spawn(process.execPath, [join(app, 'bin', 'mrl.js'), 'start'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    started.add(supervisor.pid!);
-    const lines: string[] = [];
-    for (const stream of [supervisor.stdout!, supervisor.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
-    let exited = false;
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      supervisor.on('exit', (code, signal) => ((exited = true), resolve({ code, signal }))),
-    );
-    const pid = (name: string) => Number(new RegExp(`^\\[supervisor\\] .* ${name} started pid=(\\d+)`).exec(lines.find((l) => l.includes(`${name} started`)) ?? '')?.[1]);
-
+    const mesh = await startMrl({ compiledApp: app });
+    const { supervisor } = mesh;
     const bundle = await loadBundle();
     const tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
-    const client = classifierClient(`127.0.0.1:${ports.cascade}`);
     try {
-      let answer: Awaited<ReturnType<typeof classify>> | undefined;
-      const until = Date.now() + 30_000;
-      while (!answer && Date.now() < until && !exited) {
-        try {
-          answer = await classify(client, { tensor }, 1000);
-        } catch (err) {
-          const code = (err as { code?: number }).code;
-          if (code !== status.UNAVAILABLE && code !== status.DEADLINE_EXCEEDED) throw err;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-      expect(answer, `Classify to answer:\n${lines.join('\n')}`).toBeDefined();
+      const answer = await mesh.answer({ tensor }, 30_000);
+      expect(answer, `Classify to answer:\n${supervisor.output.join('\n')}`).toBeDefined();
       expect(bundle.labels).toContain(answer!.label);
       expect(bundle.nesting).toContain(answer!.dimension_used);
 
-      expect((await commandLine(supervisor.pid!)).join(' ')).not.toMatch(/tsx/);
+      expect((await commandLine(supervisor.pid)).join(' ')).not.toMatch(/tsx/);
       for (const name of ['encoder', 'cascade']) {
-        expect(pid(name), `${name} started:\n${lines.join('\n')}`).toBeGreaterThan(0);
-        started.add(pid(name));
-        expect(await commandLine(pid(name))).toEqual([process.execPath, join(app, 'dist', 'services', name, 'main.js')]);
+        const [pid] = mesh.pids(name);
+        expect(pid, `${name} started:\n${supervisor.output.join('\n')}`).toBeGreaterThan(0);
+        expect(await commandLine(pid!)).toEqual([process.execPath, join(app, 'dist', 'services', name, 'main.js')]);
       }
     } finally {
-      client.close();
-      supervisor.kill('SIGINT');
+      await mesh.stop();
     }
-    expect(await exit, lines.join('\n')).toEqual({ code: 0, signal: null });
-    expect(lines.filter((l) => /tsx|\.ts\b/.test(l)), 'no line names tsx or a .ts file').toEqual([]);
+    expect(await supervisor.exit, supervisor.output.join('\n')).toEqual({ code: 0, signal: null });
+    expect(supervisor.output.filter((l) => /tsx|\.ts\b/.test(l)), 'no line names tsx or a .ts file').toEqual([]);
   }, 60_000);
 });

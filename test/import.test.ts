@@ -1,9 +1,8 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,9 +14,8 @@ import { cascadeConfig } from '../services/cascade/config.js';
 import { type RunningCascade, startCascade } from '../services/cascade/server.js';
 import { silentLogger } from '../services/common/logger.js';
 import { healthCheck } from '../harness/health.js';
-import { waitFor } from '../harness/load.js';
 import { MRL } from './helpers/mrl.js';
-import { loopbackStartEnv } from './helpers/ports.js';
+import { killStarted, startMrl } from './helpers/mrlStart.js';
 
 const run = promisify(execFile);
 type Json = Record<string, unknown>;
@@ -39,7 +37,10 @@ beforeAll(async () => {
   preprocessFile = join(tmp, 'preprocessor_config.json');
   await writeFile(preprocessFile, JSON.stringify(defaults.preprocess));
 });
-afterAll(() => rm(tmp, { recursive: true, force: true }));
+afterAll(async () => {
+  killStarted();
+  await rm(tmp, { recursive: true, force: true });
+});
 
 const cascadeEnv = (modelDir: string) => ({
   MRL_MODEL_DIR: modelDir,
@@ -137,8 +138,10 @@ describe('mrl import of an ONNX encoder', () => {
     const out = join(tmp, 'by-cli');
     const { stdout } = await run(process.execPath, [...MRL, 'import', '--encoder', ENCODER, '--labels', labelsFile, '--nesting', NESTING, '--preprocess', preprocessFile, '--out', out, '--json']);
     expect(JSON.parse(stdout)).toMatchObject({ dir: out, model: 'by-cli@1.0.0', embedding_dim: 512, labels: 10, next: `npx mrl fit ${out} --data FOLDER` });
-    const { env } = await loopbackStartEnv({ MRL_MODEL_DIR: out });
-    await expect(run(process.execPath, [...MRL, 'start'], { env })).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('has no heads: run `npx mrl fit') });
+    const refused = await startMrl({ env: { MRL_MODEL_DIR: out } });
+    await refused.supervisor.exit;
+    expect(await refused.stop()).toEqual({ code: 1, signal: null });
+    expect(refused.supervisor.output.join('\n')).toContain('has no heads: run `npx mrl fit');
   });
 });
 
@@ -212,28 +215,21 @@ describe('an embeddings-only bundle (mrl import --embedding-dim)', () => {
   });
 
   it('`mrl start` runs the cascade alone, which classifies embeddings; `mrl start encoder` refuses', async () => {
-    const { env, ports } = await loopbackStartEnv({ MRL_MODEL_DIR: dir });
-    await expect(run(process.execPath, [...MRL, 'start', 'encoder'], { env })).rejects.toMatchObject({
-      code: 1,
-      stderr: expect.stringContaining(`start: bundle ${dir} is embeddings-only (no encoder.onnx): there is no encoder to run`),
-    });
-    const supervisor: ChildProcess = spawn(process.execPath, [...MRL, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: string[] = [];
-    for (const stream of [supervisor.stdout!, supervisor.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => supervisor.on('exit', (code, signal) => resolve({ code, signal })));
-    const started = classifierClient(`127.0.0.1:${ports.cascade}`);
+    const refused = await startMrl({ env: { MRL_MODEL_DIR: dir }, services: ['encoder'] });
+    await refused.supervisor.exit;
+    expect(await refused.stop()).toEqual({ code: 1, signal: null });
+    expect(refused.supervisor.output.join('\n')).toContain(`start: bundle ${dir} is embeddings-only (no encoder.onnx): there is no encoder to run`);
+    const mesh = await startMrl({ env: { MRL_MODEL_DIR: dir } });
+    const { output } = mesh.supervisor;
     try {
-      const embedding = { values: reference[1]! };
-      let got: Awaited<ReturnType<typeof classify>> | undefined;
-      const answers = () => classify(started, { embedding }, 1000).then((r) => !!(got = r), () => false);
-      await waitFor(`the cascade to answer:\n${lines.join('\n')}`, answers, 30_000, 200);
+      const got = await mesh.answer({ embedding: { values: reference[1]! } }, 30_000);
+      expect(got, `the cascade to answer:\n${output.join('\n')}`).toBeDefined();
       expect(got!.class_index).toBe(offline().classify(Float32Array.from(reference[1]!), settings()).classIndex);
-      expect(lines.some((l) => /^\[supervisor\] .*embeddings-only bundle: running the cascade alone/.test(l))).toBe(true);
-      expect(lines.flatMap((l) => /^\[supervisor\] .* (\w+) started pid=/.exec(l)?.[1] ?? [])).toEqual(['cascade']);
+      expect(output.some((l) => /^\[supervisor\] .*embeddings-only bundle: running the cascade alone/.test(l))).toBe(true);
+      expect([mesh.pids('cascade').length, mesh.pids('encoder').length], output.join('\n')).toEqual([1, 0]);
     } finally {
-      started.close();
-      supervisor.kill('SIGINT');
+      await mesh.stop();
     }
-    expect(await exit, lines.join('\n')).toEqual({ code: 0, signal: null });
+    expect(await mesh.supervisor.exit, output.join('\n')).toEqual({ code: 0, signal: null });
   }, 60_000);
 });

@@ -1,14 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { status } from '@grpc/grpc-js';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifierClient, classify } from '../cli/clients.js';
+import { classify } from '../cli/clients.js';
+import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import { loadSplit } from '../cli/fashionMnist.js';
 import { labelFolder } from '../cli/fitData.js';
 import { type ClassifierBundle, loadBundle, readBundle, requireHeads } from '../matryoshka/bundle.js';
@@ -19,8 +17,8 @@ import { maxImagePixels } from '../services/common/settings.js';
 import type { ClassifyRequest } from '../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse__Output } from '../services/common/generated/mrl/v1/ClassifyResponse.js';
 import { exitSettings } from '../services/cascade/thresholds.js';
-import { loopbackStartEnv } from './helpers/ports.js';
-import { MRL, mrl } from './helpers/mrl.js';
+import { killStarted, type MrlStart, startMrl } from './helpers/mrlStart.js';
+import { mrl } from './helpers/mrl.js';
 
 /**
  * A second image model, of another shape than the bundled ones: made by `training/rgb_fixture.py`
@@ -89,39 +87,18 @@ async function embedOffline(encoderPath: string, pngs: Buffer[], preprocess: Ima
   return out;
 }
 
-/** `mrl start` (what `npm start` runs) with MRL_MODEL_DIR on free loopback ports, until it answers Classify. */
-async function start(modelDir: string, probe: ClassifyRequest) {
-  const { env, ports } = await loopbackStartEnv({ MRL_MODEL_DIR: modelDir });
-  const child: ChildProcess = spawn(process.execPath, [...MRL, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const client = classifierClient(`127.0.0.1:${ports.cascade}`);
-  const stop = async () => {
-    client.close();
-    child.kill('SIGINT');
-    return exit;
-  };
-  try {
-    for (const until = Date.now() + 30_000; ; await new Promise((r) => setTimeout(r, 200))) {
-      try {
-        await classify(client, probe, 2000);
-        break;
-      } catch (err) {
-        const code = (err as { code?: number }).code;
-        if ((code !== status.UNAVAILABLE && code !== status.DEADLINE_EXCEEDED) || child.exitCode !== null || Date.now() > until)
-          throw new Error(`mrl start did not answer: ${(err as Error).message}\n${lines.join('\n')}`);
-      }
-    }
-  } catch (err) {
-    await stop();
-    throw err;
+/** `mrl start` (what `npm start` runs) with MRL_MODEL_DIR, once the cascade answers `probe`. */
+async function start(modelDir: string, probe: ClassifyRequest): Promise<MrlStart> {
+  const mesh = await startMrl({ env: { MRL_MODEL_DIR: modelDir } });
+  if (!(await mesh.answer(probe, 30_000))) {
+    await mesh.stop();
+    throw new Error(`mrl start did not answer:\n${mesh.supervisor.output.join('\n')}`);
   }
-  return { client, lines, stop };
+  return mesh;
 }
 
 /** Classifies every request, 32 at a time, under both policies. */
-async function serve(client: ReturnType<typeof classifierClient>, requests: ClassifyRequest[]) {
+async function serve(client: ClassifierClient, requests: ClassifyRequest[]) {
   const answers = async (policy: ClassifyRequest['policy']) => {
     const out: ClassifyResponse__Output[] = [];
     for (let first = 0; first < requests.length; first += 32)
@@ -172,7 +149,6 @@ let labels: string[];
 let reference: PytorchHeads;
 let fitSet: { pngs: Buffer[]; labels: number[] };
 let testSet: { pngs: Buffer[]; labels: number[] };
-const stops: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'mrl-rgb-model-'));
@@ -187,7 +163,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  for (const stop of stops) await stop();
+  killStarted();
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -207,13 +183,12 @@ describe('a second image model (RGB, 32×32, per-channel mean and std) from ONNX
     expect(gap, 'largest difference from PyTorch\'s embeddings').toBeLessThan(1e-4);
 
     const served = await start(dir, { image: testSet.pngs[0] });
-    stops.push(served.stop);
     const answers = await serve(served.client, testSet.pngs.map((image) => ({ image })));
     expectServedEqualsOffline(bundle, zs, answers);
     const acc = accuracies(bundle, zs, testSet.labels, answers.full);
     console.log('rgb model:', summary(answers.cascade, testSet.labels), 'test accuracy per size, mrl fit', acc, 'PyTorch', reference.accuracy);
     expectWithinTwoPoints(acc, reference.accuracy);
-    expect(await served.stop()).toBe(0);
+    expect(await served.stop()).toEqual({ code: 0, signal: null });
   }, 120_000);
 });
 
@@ -233,14 +208,12 @@ describe('an embeddings-only bundle fitted from a JSONL file', () => {
     expect(bundle.input).toBeUndefined();
 
     const served = await start(dir, { embedding: { values: Array.from(testZ[0]!) } });
-    stops.push(served.stop);
-    const started = (name: string) => served.lines.some((l) => new RegExp(`^\\[supervisor\\] .* ${name} started pid=`).test(l));
-    expect([started('cascade'), started('encoder')], served.lines.join('\n')).toEqual([true, false]);
+    expect([served.pids('cascade').length, served.pids('encoder').length], served.supervisor.output.join('\n')).toEqual([1, 0]);
     const answers = await serve(served.client, testZ.map((z) => ({ embedding: { values: Array.from(z) } })));
     expectServedEqualsOffline(bundle, testZ, answers);
     const acc = accuracies(bundle, testZ, testSet.labels, answers.full);
     console.log('embeddings-only:', summary(answers.cascade, testSet.labels), 'test accuracy per size, mrl fit', acc, 'PyTorch', reference.accuracy);
     expectWithinTwoPoints(acc, reference.accuracy);
-    expect(await served.stop()).toBe(0);
+    expect(await served.stop()).toEqual({ code: 0, signal: null });
   }, 120_000);
 });

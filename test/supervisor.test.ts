@@ -1,15 +1,14 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { classifierClient, classify, sliceTensor } from '../cli/clients.js';
+import { classify, sliceTensor } from '../cli/clients.js';
 import { type Exit, supervise } from '../cli/supervisor.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { loopbackStartEnv } from './helpers/ports.js';
+import { killStarted, startMrl } from './helpers/mrlStart.js';
 import { loadBundle } from '../matryoshka/bundle.js';
 import { createLogger } from '../services/common/logger.js';
 import { closedLoop, late, percentile, tally, waitFor } from '../harness/load.js';
@@ -27,55 +26,24 @@ const alive = (pid: number) => {
   }
 };
 
-/** Every pid a test saw started, SIGKILLed after the tests in case one failed halfway. */
-const started = new Set<number>();
-afterAll(() => {
-  for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
-});
+afterAll(killStarted);
 
 describe('mrl start', () => {
   it('restarts a killed encoder while the cascade keeps running, and stops both on SIGINT', async () => {
     // Default settings: the breaker opens while the encoder is down and probes it every 5 s.
-    const { env, ports } = await loopbackStartEnv({});
-    const supervisor: ChildProcess = spawn(process.execPath, [...MRL, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    started.add(supervisor.pid!);
-    const lines: string[] = [];
-    for (const stream of [supervisor.stdout!, supervisor.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
-    const exit = new Promise<Exit>((resolve) => supervisor.on('exit', (code, signal) => resolve({ code, signal })));
-    let supervisorExited = false;
-    void exit.then(() => (supervisorExited = true));
-    /** The pids of every `<name> started` line the supervisor wrote, in order. */
-    const pids = (name: string) =>
-      lines.flatMap((l) => {
-        const m = new RegExp(`^\\[supervisor\\] .* ${name} started pid=(\\d+)`).exec(l);
-        return m ? [Number(m[1])] : [];
-      });
-
+    const mesh = await startMrl();
+    const { supervisor, client } = mesh;
+    const lines = supervisor.output;
     const bundle = await loadBundle();
     const tensor = sliceTensor(await loadTestSlice(bundle), 0, bundle);
-    const client = classifierClient(`127.0.0.1:${ports.cascade}`);
-    /** Classify until one answers OK, for at most `withinMs`; resolves with when it did, or undefined. */
-    const answers = async (withinMs: number): Promise<number | undefined> => {
-      const until = Date.now() + withinMs;
-      while (Date.now() < until && !supervisorExited) {
-        try {
-          await classify(client, { tensor }, 1000);
-          return Date.now();
-        } catch (err) {
-          if ((err as { code?: number }).code !== status.UNAVAILABLE && (err as { code?: number }).code !== status.DEADLINE_EXCEEDED) throw err;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-      return undefined;
-    };
+    /** When Classify answered OK, trying for at most `withinMs`, or undefined. */
+    const answers = async (withinMs: number) => ((await mesh.answer({ tensor }, withinMs)) ? Date.now() : undefined);
     try {
       expect(await answers(60_000), `the mesh to answer:\n${lines.join('\n')}`).toBeDefined();
-      const [encoderPid] = pids('encoder');
-      const [cascadePid] = pids('cascade');
+      const [encoderPid] = mesh.pids('encoder');
+      const [cascadePid] = mesh.pids('cascade');
       expect(encoderPid).toBeDefined();
       expect(cascadePid).toBeDefined();
-      started.add(encoderPid!);
-      started.add(cascadePid!);
 
       // Under load: 16 callers, one call each at a time with a 1 s deadline, through the kill.
       const load = closedLoop({ call: (d) => classify(client, { tensor }, d.getTime() - Date.now()), concurrency: 16, deadlineMs: 1000, pauseMs: 5, maxCalls: 1_000_000 });
@@ -103,19 +71,17 @@ describe('mrl start', () => {
       // The supervisor logged the restart with its count, and started a second encoder.
       const restart = lines.find((l) => /^\[supervisor\] .* encoder exited; restarting /.test(l));
       expect(restart).toMatch(new RegExp(`pid=${encoderPid} signal=SIGKILL .*restarts=1 backoff_ms=250`));
-      await waitFor('the new encoder to be logged', () => pids('encoder').length === 2, 5000);
-      started.add(pids('encoder')[1]!);
+      await waitFor('the new encoder to be logged', () => mesh.pids('encoder').length === 2, 5000);
       // The cascade ran throughout: started once, never exited.
-      expect(pids('cascade')).toEqual([cascadePid]);
+      expect(mesh.pids('cascade')).toEqual([cascadePid]);
       expect(lines.filter((l) => /^\[supervisor\] .* cascade (exited|stopped)/.test(l))).toEqual([]);
       expect(alive(cascadePid!)).toBe(true);
     } finally {
-      client.close();
-      supervisor.kill('SIGINT');
+      await mesh.stop();
     }
-    expect(await exit, lines.join('\n')).toEqual({ code: 0, signal: null });
+    expect(await supervisor.exit, lines.join('\n')).toEqual({ code: 0, signal: null });
     for (const name of ['encoder', 'cascade']) expect(lines.some((l) => new RegExp(`^\\[supervisor\\] .* ${name} stopped .*exit_code=0`).test(l))).toBe(true);
-    for (const pid of [...pids('encoder'), ...pids('cascade')]) expect(alive(pid), `pid ${pid} gone`).toBe(false);
+    for (const pid of [...mesh.pids('encoder'), ...mesh.pids('cascade')]) expect(alive(pid), `pid ${pid} gone`).toBe(false);
     expect(lines.filter((l) => /restarting/.test(l))).toHaveLength(1);
   }, 120_000);
 
