@@ -5,7 +5,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-node';
-import type { BundleEncoder, BundleInfo } from '../matryoshka/bundle.js';
+import type { BundleEncoder, BundleInfo, InputSpec } from '../matryoshka/bundle.js';
 import type { LabelledEmbeddings } from '../matryoshka/fit.js';
 import { imageToInput } from '../matryoshka/modelInput.js';
 import { maxImagePixels } from '../services/common/settings.js';
@@ -22,11 +22,14 @@ export interface InputSource {
 /** Images per onnxruntime run. */
 const BATCH = 64;
 
+/** What running an encoder takes: its file, its input's name and dims, and its output's name and size. */
+export type EncoderModel = Pick<BundleInfo, 'embeddingDim'> & Pick<BundleEncoder, 'encoderPath' | 'outputName'> & { input: Pick<InputSpec, 'name' | 'dims'> };
+
 /**
  * Embeds every input with the bundle's encoder on onnxruntime, with the session options the
  * encoder service uses, BATCH at a time: count × embedding_dim values.
  */
-export async function embedInputs(bundle: BundleInfo & BundleEncoder, source: InputSource, label: string, quiet: boolean): Promise<Float32Array> {
+export async function embedInputs(bundle: EncoderModel, source: InputSource, label: string, quiet: boolean): Promise<Float32Array> {
   const per = imageSize(bundle.input);
   const d = bundle.embeddingDim;
   const session = await ort.InferenceSession.create(bundle.encoderPath, servingSessionOptions(0));

@@ -2,13 +2,12 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classify } from '../cli/clients.js';
 import type { ClassifierClient } from '../services/common/generated/mrl/v1/Classifier.js';
 import { loadSplit } from '../cli/fashionMnist.js';
-import { labelFolder } from '../cli/fitData.js';
+import { type EncoderModel, embedInputs, labelFolder } from '../cli/fitData.js';
 import { type ClassifierBundle, loadBundle, readBundle, requireHeads } from '../matryoshka/bundle.js';
 import { type ImagePipeline, parsePreprocess } from '../matryoshka/image/preprocess.js';
 import { Cascade, type CascadeResult } from '../matryoshka/cascade.js';
@@ -67,24 +66,14 @@ async function firstPerClass(split: 'train' | 'test', per: number): Promise<{ pn
   return { pngs, labels };
 }
 
-/** Offline: the encoder service's preprocessing (`imageToInput`) and the bundle's ONNX encoder on onnxruntime. */
+/** Offline, as `mrl fit` embeds images: the encoder service's preprocessing (`imageToInput`) and the fixture's ONNX encoder on onnxruntime. */
 async function embedOffline(encoderPath: string, pngs: Buffer[], preprocess: ImagePipeline): Promise<Float32Array[]> {
-  const session = await ort.InferenceSession.create(encoderPath);
   const { channels, height, width } = preprocess.output;
-  const out: Float32Array[] = [];
-  try {
-    for (let first = 0; first < pngs.length; first += 100) {
-      const part = pngs.slice(first, first + 100);
-      const batch = new Float32Array(part.length * channels * height * width);
-      for (const [i, png] of part.entries()) batch.set(await imageToInput(png, preprocess, Number(maxImagePixels.default)), i * channels * height * width);
-      const result = await session.run({ input: new ort.Tensor('float32', batch, [part.length, channels, height, width]) });
-      const z = result.embedding!.data as Float32Array;
-      for (let i = 0; i < part.length; i++) out.push(z.slice(i * D, (i + 1) * D));
-    }
-  } finally {
-    await session.release();
-  }
-  return out;
+  const encoder: EncoderModel = { encoderPath, outputName: 'embedding', embeddingDim: D, input: { name: 'input', dims: [channels, height, width] } };
+  const maxPixels = Number(maxImagePixels.default);
+  const source = { count: pngs.length, load: (i: number) => imageToInput(pngs[i]!, preprocess, maxPixels), name: (i: number) => `image ${i}` };
+  const z = await embedInputs(encoder, source, '', true);
+  return pngs.map((_, i) => z.slice(i * D, (i + 1) * D));
 }
 
 /** `mrl start` (what `npm start` runs) with MRL_MODEL_DIR, once the cascade answers `probe`. */
