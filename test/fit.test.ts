@@ -13,7 +13,7 @@ import { embedInputs, labelFolder } from '../cli/fitData.js';
 import { stageLogits } from '../cli/logitTable.js';
 import { loadTestSlice, slicePixels } from '../cli/testSlice.js';
 import { exitSettings } from '../services/cascade/thresholds.js';
-import { MRL, mrl } from './helpers/mrl.js';
+import { mrl } from './helpers/mrl.js';
 import { seeded } from '../harness/synthetic.js';
 
 

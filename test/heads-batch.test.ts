@@ -6,7 +6,7 @@ import { Cascade, type CascadeOptions, type HeadKernel, type StageWork } from '.
 import { softmax } from './helpers/softmax.js';
 import { ortHeadKernel } from '../matryoshka/ortHeads.js';
 import { loadTestSlice } from '../cli/testSlice.js';
-import { encode, encoderClient, sliceTensor } from '../cli/clients.js';
+import { encode, sliceTensor } from '../cli/clients.js';
 import { startMesh } from '../harness/mesh.js';
 import { seeded, syntheticHeads } from '../harness/synthetic.js';
 

@@ -75,16 +75,18 @@ describe('a cascade speaking the Open Inference Protocol to our encoder (MRL_ENC
     }
   });
 
-  it('answers the whole test slice, packed in one ClassifyBatch, as over mrl.v1, in runs through the bulk queue', async () => {
+  it('answers the whole test slice, packed in one ClassifyBatch, as over mrl.v1, in runs through the bulk queue, an image with NaN failing alone', async () => {
     const n = slice.count; // the whole test slice
     const size = bundle.input.height * bundle.input.width;
     const raw = Buffer.alloc(n * size * 4);
     for (let i = 0; i < n; i++) raw.set(sliceTensor(slice, i, bundle).raw, i * size * 4);
+    raw.writeFloatLE(NaN, (300 * size + 17) * 4);
     const batch = async (client: ClassifierClient) =>
-      (await classifyBatch(client, { images: { shape: [n, bundle.input.height, bundle.input.width], raw } }, 20_000)).results.map((r) => `${r.code} ${r.response?.label}`);
+      (await classifyBatch(client, { images: { shape: [n, bundle.input.height, bundle.input.width], raw } }, 20_000)).results.map((r) => `${r.code} ${r.response?.label ?? r.message}`);
     const [a, b] = await Promise.all([batch(mrl.client), batch(v2.client)]);
     expect(b).toEqual(a);
-    expect(new Set(b.map((r) => r.split(' ')[0]))).toEqual(new Set(['0']));
+    expect(b[300]).toBe(`${status.INVALID_ARGUMENT} image 300 value 17 is NaN; values must be finite`);
+    expect(new Set(b.filter((_, i) => i !== 300).map((r) => r.split(' ')[0]))).toEqual(new Set(['0']));
   });
 
   it('refuses a bad image with the encoder’s words, decoded in the cascade, and keeps serving', async () => {

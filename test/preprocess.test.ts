@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classify } from '../cli/clients.js';
 import { loadTestSlice, slicePixels, slicePng, type TestSlice } from '../cli/testSlice.js';

@@ -2,7 +2,6 @@ import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
 import { Batcher, QueueFull } from '../common/batcher.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import type { Tensor } from '../common/generated/mrl/v1/Tensor.js';
 import type { Logger } from '../common/logger.js';
 import { StatusError } from '../common/statusError.js';
 import { EncoderPace } from './admission.js';
@@ -64,9 +63,9 @@ function breakerRefusal(err: unknown): unknown {
 export type Rows = (Float32Array | StatusError)[];
 
 export interface Job {
-  /** One input; or `images`, a run of packed images that takes a call of its own. */
+  /** One input; or `images`, a run of `count` packed images' values (checked: see packedImages), that takes a call of its own. */
   input?: EncodeInput;
-  images?: Tensor;
+  images?: Float32Array;
   /** The model input's float values for `count` inputs, where the transport makes them itself (EncoderTransport.prepare). */
   values?: Float32Array;
   /** Inputs the job carries: 1 for an input. */

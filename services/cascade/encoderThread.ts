@@ -1,13 +1,10 @@
 import { setMaxListeners } from 'node:events';
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
-import type { InputSpec } from '../../matryoshka/bundle.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import type { Tensor__Output } from '../common/generated/mrl/v1/Tensor.js';
 import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
 import { StatusError, invalidArgument } from '../common/statusError.js';
-import { packedRange } from '../common/tensorChecks.js';
 import { type QueueOptions, INPUT_OVERHEAD_BYTES, type Job, jobBytes, type Rows } from './encoderGateway.js';
 import type { EncoderWorkerData, FromWorker, Lane, ToWorker, WireJob } from './encoderWorker.js';
 
@@ -22,7 +19,7 @@ const LAG_WINDOW_MS = 500;
 function own(job: Job): Job {
   const bytes = (b: Uint8Array | undefined) => b && new Uint8Array(b);
   const { input, images } = job;
-  if (images) return { ...job, images: { ...images, raw: bytes(images.raw as Uint8Array | undefined) } };
+  if (images) return { ...job, images: images.slice() };
   if (input?.image) return { ...job, input: { image: bytes(input.image as Uint8Array) } };
   if (input?.tensor?.raw) return { ...job, input: { tensor: { ...input.tensor, raw: bytes(input.tensor.raw as Uint8Array) } } };
   return job;
@@ -203,21 +200,21 @@ export class EncoderLane {
   }
 
   /**
-   * `count` packed images (a tensor `packedImages` accepted) as `dimension`-long rows, in runs of
+   * `count` packed images (the values `packedImages` made) as `dimension`-long rows, in runs of
    * at most the call size; a run that fails fails each of its images.
    */
   async encodePacked(
-    images: Tensor__Output,
-    spec: InputSpec,
+    images: Float32Array,
     count: number,
     dimension: number,
     deadline: Date,
     signal: AbortSignal,
   ): Promise<(Float32Array | Error)[]> {
     const runs: Promise<(Float32Array | Error)[]>[] = [];
+    const size = images.length / count;
     for (let from = 0; from < count; from += this.options.maxBatch) {
       const to = Math.min(count, from + this.options.maxBatch);
-      const run: Job = { images: packedRange(images, spec, from, to), count: to - from, dimension, deadline: deadline.getTime() };
+      const run: Job = { images: images.subarray(from * size, to * size), count: to - from, dimension, deadline: deadline.getTime() };
       runs.push(this.submit(run, signal).catch((err: Error) => new Array<Error>(run.count).fill(err)));
     }
     return (await Promise.all(runs)).flat();

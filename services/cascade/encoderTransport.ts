@@ -99,14 +99,16 @@ function answerFailure(res: EncodeBatchResponse__Output, count: number, wire: nu
   return failures.every((f) => f.party === 'encoder') ? failures[0] : undefined;
 }
 
-/** mrl.v1.Encoder: inputs go as they came (the encoder checks and decodes them), packed images packed. */
-export function mrlTransport(options: ChannelOptions, expect: { model: string; embeddingDim: number }): EncoderTransport {
+/** mrl.v1.Encoder: inputs go as they came (the encoder checks and decodes them), packed images as one raw float32 tensor. */
+export function mrlTransport(options: ChannelOptions, expect: { model: string; embeddingDim: number; inputDims: number[] }): EncoderTransport {
   const client = new (loadMrlProtos().proto.mrl.v1.Encoder)(options.target, options.credentials, channelSettings(options));
   return {
     prepare: (job) => job,
     call: async (jobs, count, dimension, deadline, cancel) => {
       const packed = jobs[0]!.images;
-      const request = packed ? { images: packed, dimension } : { inputs: jobs.map((j) => j.input!), dimension };
+      const request = packed
+        ? { images: { shape: [count, ...expect.inputDims], raw: Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength) }, dimension }
+        : { inputs: jobs.map((j) => j.input!), dimension };
       const res = await unaryCall<EncodeBatchResponse__Output>((done) => client.EncodeBatch(request, { deadline }, done), deadline, cancel);
       const failed = answerFailure(res, count, dimension, expect);
       if (failed) throw failed;

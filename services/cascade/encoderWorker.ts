@@ -82,7 +82,7 @@ if (parentPort) {
   if (!bundle.input) throw new BundleError(bundle.dir, 'has no encoder: the cascade starts no encoder gateway for it');
   const transport =
     data.protocol.kind === 'mrl'
-      ? mrlTransport(channel, { model: bundle.id, embeddingDim: bundle.embeddingDim })
+      ? mrlTransport(channel, { model: bundle.id, embeddingDim: bundle.embeddingDim, inputDims: bundle.input.dims })
       : kserveTransport(channel, bundle, { name: data.protocol.model ?? bundle.name, version: data.protocol.version, maxImagePixels: data.protocol.maxImagePixels });
   const metrics = createGatewayMetrics();
   const gateway = new EncoderGateway(transport, data.gateway, metrics, logger);

@@ -5,7 +5,7 @@ import type { ModelInferResponse__Output } from '../common/generated/inference/M
 import type { ModelMetadataResponse__Output } from '../common/generated/inference/ModelMetadataResponse.js';
 import type { ModelReadyResponse__Output } from '../common/generated/inference/ModelReadyResponse.js';
 import { loadInferenceProtos } from '../common/protos.js';
-import { fmtShape, imageSize, nonFiniteError, tensorValues } from '../common/tensorChecks.js';
+import { fmtShape, imageSize } from '../common/tensorChecks.js';
 import { imageToInput, tensorToInput } from '../../matryoshka/modelInput.js';
 import type { Rows } from './encoderGateway.js';
 import { EncoderFailure, encoderFailure, unavailable } from './encoderOutcome.js';
@@ -70,13 +70,8 @@ export function kserveTransport(options: ChannelOptions, bundle: BundleInfo & Bu
 
   return {
     prepare: async (job) => {
-      if (job.images) {
-        // Images service.ts found non-finite are answered with that error: zeros stand in for them.
-        const { shape = [], raw, values: listed } = job.images;
-        const values = tensorValues({ shape: shape.map(Number), raw: Buffer.from((raw ?? []) as Uint8Array), values: (listed ?? []).map(Number) }, job.count * size, 'images');
-        for (let i = 0; i < job.count; i++) if (nonFiniteError(values.subarray(i * size, (i + 1) * size), 'image')) values.fill(0, i * size, (i + 1) * size);
-        return { ...job, values };
-      }
+      // Packed images are the model input's values already (service.ts checked them).
+      if (job.images) return { ...job, values: job.images };
       const { image, tensor } = job.input!;
       const values = image ? await imageToInput(Buffer.from(image as Uint8Array), bundle.preprocess, model.maxImagePixels) : tensorToInput(tensor as never, bundle.input);
       return { ...job, values };

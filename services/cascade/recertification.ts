@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { Logger } from '../common/logger.js';
 import { startModuleWorker } from '../common/runtime.js';
 import { wilsonInterval } from '../../matryoshka/binomial.js';

@@ -8,7 +8,7 @@ import type { ClassifyRequest__Output } from '../common/generated/mrl/v1/Classif
 import type { ClassifyResponse } from '../common/generated/mrl/v1/ClassifyResponse.js';
 import type { Logger } from '../common/logger.js';
 import type { EncodeInput } from '../common/generated/mrl/v1/EncodeInput.js';
-import { StatusError, invalidArgument } from '../common/statusError.js';
+import { invalidArgument } from '../common/statusError.js';
 import { nonFiniteError, packedImages } from '../common/tensorChecks.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Cascade, Policy } from '../../matryoshka/cascade.js';
@@ -210,14 +210,12 @@ export function createClassifierService(deps: ClassifierServiceDeps): Classifier
       if (!bundle.input) throw embeddingsOnly();
       // Checked here as the encoder would, with the same words: the cascade splits the tensor
       // into calls, and the encoder would number a bad image within its call.
-      const images = packedImages(req.images, bundle.input, limit);
-      const n = images.length;
-      metrics.inputs.inc({ input: 'tensor' }, n);
-      const rows = await encoderLanes().bulk.encodePacked(req.images, bundle.input, n, cascade.neededLength(c.cap), deadlineOf(call), signal);
+      const { count, values, refused } = packedImages(req.images, bundle.input, limit);
+      metrics.inputs.inc({ input: 'tensor' }, count);
+      const rows = await encoderLanes().bulk.encodePacked(values, count, cascade.neededLength(c.cap), deadlineOf(call), signal);
       const results = rows.map((z, i) =>
         result(() => {
-          const image = images[i];
-          if (image instanceof StatusError) throw image;
+          if (refused[i]) throw refused[i];
           if (!(z instanceof Float32Array)) throw z;
           return respond(z, c);
         }),

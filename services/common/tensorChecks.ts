@@ -1,5 +1,5 @@
 import type { InputSpec } from '../../matryoshka/bundle.js';
-import type { Tensor, Tensor__Output } from './generated/mrl/v1/Tensor.js';
+import type { Tensor__Output } from './generated/mrl/v1/Tensor.js';
 import { firstNonFinite } from './finite.js';
 import { type StatusError, invalidArgument } from './statusError.js';
 
@@ -19,15 +19,6 @@ export const imageSize = (spec: Pick<InputSpec, 'dims'>): number => spec.dims.re
 export function acceptedShapes(spec: Pick<InputSpec, 'dims' | 'height' | 'width'>): number[][] {
   const plain = spec.dims[0] === 1 && spec.dims.length === 3 ? [[spec.height, spec.width]] : [];
   return [...plain, spec.dims, [1, ...spec.dims]];
-}
-
-/** Images `from` to `to` (exclusive) of a tensor `packedImages` accepted, as a packed tensor of their own (raw bytes are a view). */
-export function packedRange(tensor: Tensor__Output, spec: InputSpec, from: number, to: number): Tensor {
-  const size = imageSize(spec);
-  const shape = [to - from, ...tensor.shape.slice(1)];
-  return tensor.raw.length > 0
-    ? { shape, raw: tensor.raw.subarray(from * size * 4, to * size * 4) }
-    : { shape, values: tensor.values.slice(from * size, to * size) };
 }
 
 /** The tensor's values as float32 (from `raw` or `values`), checked to be `count` of them; `what` names it in errors. */
@@ -54,14 +45,21 @@ export function nonFiniteError(values: Float32Array, what: string): StatusError 
   return bad >= 0 ? invalidArgument(`${what} value ${bad} is ${values[bad]}; values must be finite`) : undefined;
 }
 
+/** A packed images tensor, checked: every image's values, and the refusal of each that holds a non-finite value. */
+export interface PackedImages {
+  count: number;
+  /** count × the image size, one aligned copy; a refused image's values are zeros. */
+  values: Float32Array;
+  /** Per image, its INVALID_ARGUMENT (`image i`, counting from the tensor's first image), if refused. */
+  refused: (StatusError | undefined)[];
+}
+
 /**
  * Validates images packed in one tensor (shape [N, H, W] or [N, 1, H, W], 1 ≤ N ≤ `maxImages`,
- * N × H × W values) and splits it: per image its values (views of one aligned copy) or, for an
- * image holding a non-finite value, its own INVALID_ARGUMENT (`image i` counting from the
- * tensor's first image). The encoder and the cascade (which splits such a tensor into calls)
- * refuse the same tensors with the same words.
+ * N × H × W values). The encoder and the cascade (which sends such a tensor on in calls of its
+ * own) refuse the same tensors and images with the same words.
  */
-export function packedImages(tensor: Tensor__Output, spec: InputSpec, maxImages: number): (Float32Array | StatusError)[] {
+export function packedImages(tensor: Tensor__Output, spec: InputSpec, maxImages: number): PackedImages {
   const [n = 0, ...rest] = tensor.shape;
   // One image's shapes, less the one with a batch axis of its own.
   const shapes = acceptedShapes(spec).filter((s) => s.length < spec.dims.length + 1);
@@ -69,8 +67,12 @@ export function packedImages(tensor: Tensor__Output, spec: InputSpec, maxImages:
   if (n < 1 || n > maxImages) throw invalidArgument(`images holds ${n} images; send 1 to ${maxImages}`);
   const size = imageSize(spec);
   const values = tensorValues(tensor, n * size, 'images');
-  return Array.from({ length: n }, (_, i) => {
+  const refused = Array.from({ length: n }, (_, i) => {
     const one = values.subarray(i * size, (i + 1) * size);
-    return nonFiniteError(one, `image ${i}`) ?? one;
+    const bad = nonFiniteError(one, `image ${i}`);
+    // Zeros stand in for it, so that the values can go on whole: its answer is its refusal.
+    if (bad) one.fill(0);
+    return bad;
   });
+  return { count: n, values, refused };
 }

@@ -6,7 +6,7 @@ import type { EncodeRequest__Output } from '../common/generated/mrl/v1/EncodeReq
 import type { EncodeResponse } from '../common/generated/mrl/v1/EncodeResponse.js';
 import type { EncoderHandlers } from '../common/generated/mrl/v1/Encoder.js';
 import type { Logger } from '../common/logger.js';
-import { StatusError, invalidArgument } from '../common/statusError.js';
+import { invalidArgument } from '../common/statusError.js';
 import { baseErrorMapper, codeName, unary } from '../common/unary.js';
 import type { Batcher } from '../common/batcher.js';
 import type { EncoderMetrics } from './metrics.js';
@@ -72,8 +72,9 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     if (req.images && req.inputs.length > 0) throw invalidArgument('set inputs or images, not both');
     let settled: PromiseSettledResult<Float32Array>[];
     if (req.images) {
-      const images = packedImages(req.images, bundle.input, deps.maxBatchInputs);
-      settled = await Promise.allSettled(images.map(async (x) => (x instanceof StatusError ? Promise.reject(x) : embedInput(deps, x, signal))));
+      const { values, refused } = packedImages(req.images, bundle.input, deps.maxBatchInputs);
+      const size = values.length / refused.length;
+      settled = await Promise.allSettled(refused.map(async (err, i) => (err ? Promise.reject(err) : embedInput(deps, values.subarray(i * size, (i + 1) * size), signal))));
     } else {
       if (req.inputs.length === 0) throw invalidArgument('inputs is empty');
       if (req.inputs.length > deps.maxBatchInputs)
