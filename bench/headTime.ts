@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { percentile } from '../harness/load.js';
+import { median } from '../harness/load.js';
 import { seeded, syntheticHeads } from '../harness/synthetic.js';
 import type { HeadKind } from '../matryoshka/bundle.js';
 import { Cascade } from '../matryoshka/cascade.js';
@@ -39,8 +39,6 @@ async function time(batches: Float32Array[][], run: (zs: Float32Array[]) => Prom
   for (const zs of batches) await run(zs);
   return ((performance.now() - t0) * 1000) / batches.reduce((n, b) => n + b.length, 0);
 }
-
-const median = (xs: number[]) => percentile(xs, 50);
 
 /**
  * A synthetic large-label bundle (L classes, d dims, nesting 8…d): class prototypes whose first

@@ -20,7 +20,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { percentile } from '../harness/load.js';
+import { median } from '../harness/load.js';
 import { spawnMesh } from '../harness/mesh.js';
 import { spawnNode } from '../harness/processes.js';
 import { INTRA_OP_THREADS, type ServiceProcess, spawnService } from '../harness/services.js';
@@ -78,7 +78,6 @@ export interface BenchResult {
   ratios: Record<string, number>;
 }
 
-const median = (xs: number[]) => percentile(xs, 50);
 const medianPoint = (points: LoadResult[]) => points.find((p) => p.rps === median(points.map((q) => q.rps)))!;
 const byConcurrency = (points: LoadResult[]) => points.sort((a, b) => a.spec.concurrency - b.spec.concurrency);
 

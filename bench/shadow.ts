@@ -7,11 +7,11 @@
  * request: (CPU per answer at rate 1 − at rate 0), since at rate 1 every answer is sampled.
  */
 import { parseArgs } from 'node:util';
+import { median } from '../harness/load.js';
 import { measurePoint, type PointReport } from './measurePoint.js';
 
 const RATES = ['0', '0.01', '1'] as const;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const cascadeCpu = (r: PointReport) => r.cpu_ms_per_answer.cascade.main + r.cpu_ms_per_answer.cascade.other;
 
 async function main(): Promise<void> {

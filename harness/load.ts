@@ -93,3 +93,6 @@ export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
+
+/** The median of `values` (their 50th percentile: of an even count, the lower middle one). */
+export const median = (values: number[]): number => percentile(values, 50);
