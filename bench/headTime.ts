@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { median } from '../harness/load.js';
 import { seeded, syntheticHeads } from '../harness/synthetic.js';
 import type { HeadKind } from '../matryoshka/bundle.js';
-import { Cascade } from '../matryoshka/cascade.js';
+import { Cascade, type HeadKernel } from '../matryoshka/cascade.js';
 import { linearModel } from '../matryoshka/linearModel.js';
 import { ortHeadKernel } from '../matryoshka/ortHeads.js';
 
@@ -30,6 +30,20 @@ export interface HeadTimeResult {
    * recompute from the first column at each stage, 8 + 16 + … + m ≈ 2m for an answer at m.
    */
   mac_ratio: number;
+  /** Stages a request ran, on average. */
+  stage_visits: number;
+  /**
+   * The first stage's kernel time, µs a row: 8 columns, so almost all of it is what every stage
+   * does over all `classes` whatever its width (the carried logits in and out, the exit rule's
+   * softmax and top class).
+   */
+  first_stage_us_per_row: number;
+  /**
+   * The time ratio of a cascade whose every stage cost that much plus its share of the full size's
+   * product at the full size's speed: (visits × first stage + mac_ratio × (full − first stage)) ÷
+   * full. What this kernel's design could reach at best on these exits.
+   */
+  bound_ratio: number;
 }
 
 
@@ -65,9 +79,11 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
   // The inputs decide where each answers: the same every time, so counted once.
   let dims = 0;
   let columns = 0;
+  let visits = 0;
   for (const zs of batches)
     for (const res of await cascade.classifyBatch(zs, zs.map(() => ({ thresholds })), kernel)) {
       dims += res.dimensionUsed;
+      visits += res.trace.length;
       columns += kind === 'mrl' ? res.trace.reduce((c, s) => c + s.dimension, 0) : res.dimensionUsed;
     }
   const bare = await ort.InferenceSession.create(linearModel({ classes, inputs: d, weight: proto, bias: new Float32Array(classes), exitStats: false }), {
@@ -75,8 +91,18 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
   });
+  // The cascade's first stage, timed as it runs: µs and rows this round.
+  let first = { us: 0, rows: 0 };
+  const timed: HeadKernel = async (work) => {
+    if (work.to !== nesting[0]) return kernel(work);
+    const t0 = performance.now();
+    const out = await kernel(work);
+    first.us += (performance.now() - t0) * 1000;
+    first.rows += work.rows;
+    return out;
+  };
   const runs: Record<'cascade' | 'full' | 'bare', (zs: Float32Array[]) => Promise<unknown>> = {
-    cascade: (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds })), kernel),
+    cascade: (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds })), timed),
     full: (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds, policy: 'full' as const })), kernel),
     bare: (zs) => {
       const x = new Float32Array(zs.length * d);
@@ -88,11 +114,18 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
   // shared machine moves one round, not one of them.
   for (const run of Object.values(runs)) await run(batches[0]!);
   const times = { cascade: [] as number[], full: [] as number[], bare: [] as number[] };
-  for (let round = 0; round < rounds; round++) for (const [name, run] of Object.entries(runs)) times[name as keyof typeof runs].push(await time(batches, run));
-  const [cas, full, bareUs] = [median(times.cascade), median(times.full), median(times.bare)];
+  const firstStage: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    first = { us: 0, rows: 0 };
+    for (const [name, run] of Object.entries(runs)) times[name as keyof typeof runs].push(await time(batches, run));
+    firstStage.push(first.us / first.rows);
+  }
+  const [cas, full, bareUs, floor] = [median(times.cascade), median(times.full), median(times.bare), median(firstStage)];
   await kernel.release();
   await bare.release();
   const avgDimension = dims / requests;
+  const macRatio = columns / requests / d;
+  const stageVisits = visits / requests;
   return {
     kind,
     classes,
@@ -106,6 +139,9 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     full_vs_bare: bareUs / full,
     time_ratio: cas / full,
     dimension_ratio: avgDimension / d,
-    mac_ratio: columns / requests / d,
+    mac_ratio: macRatio,
+    stage_visits: stageVisits,
+    first_stage_us_per_row: floor,
+    bound_ratio: (stageVisits * floor + macRatio * (full - floor)) / full,
   };
 }

@@ -250,6 +250,10 @@ async function main(): Promise<void> {
       ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_dimension_ratio_${h.kind}_L${h.classes}`, h.time_ratio / h.dimension_ratio])),
       // Not a target: the same time ratio over the cascade's arithmetic (MRL's separate heads do 8 + … + m columns for an answer at m).
       ...Object.fromEntries(heads.map((h) => [`head_time_ratio_over_mac_ratio_${h.kind}_L${h.classes}`, h.time_ratio / h.mac_ratio])),
+      // Not a target: the best that ratio could be with stages that each cost their O(classes) floor
+      // (the first stage's time a row) plus their share of the full size's product; above 1.5, the
+      // target is out of reach on these exits for any kernel with that floor.
+      ...Object.fromEntries(heads.map((h) => [`head_bound_ratio_over_dimension_ratio_${h.kind}_L${h.classes}`, h.bound_ratio / h.dimension_ratio])),
       ...Object.fromEntries(heads.map((h) => [`full_heads_over_bare_matmul_${h.kind}_L${h.classes}`, h.full_vs_bare])),
     },
   };
