@@ -38,6 +38,8 @@ export interface HeadTimeResult {
    * softmax and top class).
    */
   first_stage_us_per_row: number;
+  /** A bare onnxruntime MatMul and bias Add of the first stage's shape over the same batches, its logits fetched, µs a row. */
+  bare_first_stage_us_per_row: number;
   /**
    * The time ratio of a cascade whose every stage cost that much plus its share of the full size's
    * product at the full size's speed: (visits × first stage + mac_ratio × (full − first stage)) ÷
@@ -59,7 +61,7 @@ async function time(batches: Float32Array[][], run: (zs: Float32Array[]) => Prom
  * coordinates carry most of the signal, as an MRL model's do, so that easy inputs exit early.
  * Heads are the prototypes (MRL: one truncated copy per size; MRL-E: the shared matrix). The
  * cascade and the full size run as the service runs them, batches of stages on onnxruntime;
- * beside them, a bare MatMul of the full head's shape over the same batches.
+ * beside them, bare MatMuls of the full head's shape and of the first stage's over the same batches.
  */
 export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048, requests = 512, batch = 64, rounds = 5, threshold = 0.9, signal = 1): Promise<HeadTimeResult> {
   const u = seeded(42);
@@ -86,11 +88,17 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
       visits += res.trace.length;
       columns += kind === 'mrl' ? res.trace.reduce((c, s) => c + s.dimension, 0) : res.dimensionUsed;
     }
-  const bare = await ort.InferenceSession.create(linearModel({ classes, inputs: d, weight: proto, bias: new Float32Array(classes), exitStats: false }), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
+  const sessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' } as const;
+  const bareOf = (inputs: number, weight: Float32Array) =>
+    ort.InferenceSession.create(linearModel({ classes, inputs, weight, bias: new Float32Array(classes), exitStats: false }), sessionOptions);
+  const m0 = nesting[0]!;
+  const [bare, bareFirst] = [await bareOf(d, proto), await bareOf(m0, Float32Array.from({ length: classes * m0 }, (_, i) => proto[Math.floor(i / m0) * d + (i % m0)]!))];
+  /** The batch's first `m` columns, rows × m. */
+  const columnsOf = (zs: Float32Array[], m: number) => {
+    const x = new Float32Array(zs.length * m);
+    zs.forEach((z, i) => x.set(z.subarray(0, m), i * m));
+    return new ort.Tensor('float32', x, [zs.length, m]);
+  };
   // The cascade's first stage, timed as it runs: µs and rows this round.
   let first = { us: 0, rows: 0 };
   const timed: HeadKernel = async (work) => {
@@ -101,19 +109,16 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     first.rows += work.rows;
     return out;
   };
-  const runs: Record<'cascade' | 'full' | 'bare', (zs: Float32Array[]) => Promise<unknown>> = {
+  const runs: Record<'cascade' | 'full' | 'bare' | 'bareFirst', (zs: Float32Array[]) => Promise<unknown>> = {
     cascade: (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds })), timed),
     full: (zs) => cascade.classifyBatch(zs, zs.map(() => ({ thresholds, policy: 'full' as const })), kernel),
-    bare: (zs) => {
-      const x = new Float32Array(zs.length * d);
-      zs.forEach((z, i) => x.set(z, i * d));
-      return bare.run({ x: new ort.Tensor('float32', x, [zs.length, d]) });
-    },
+    bare: (zs) => bare.run({ x: columnsOf(zs, d) }),
+    bareFirst: (zs) => bareFirst.run({ x: columnsOf(zs, m0) }),
   };
   // Warmed (every session made), then the three in turn, round after round: one slow moment of a
   // shared machine moves one round, not one of them.
   for (const run of Object.values(runs)) await run(batches[0]!);
-  const times = { cascade: [] as number[], full: [] as number[], bare: [] as number[] };
+  const times = { cascade: [] as number[], full: [] as number[], bare: [] as number[], bareFirst: [] as number[] };
   const firstStage: number[] = [];
   for (let round = 0; round < rounds; round++) {
     first = { us: 0, rows: 0 };
@@ -121,8 +126,10 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     firstStage.push(first.us / first.rows);
   }
   const [cas, full, bareUs, floor] = [median(times.cascade), median(times.full), median(times.bare), median(firstStage)];
+  const bareFirstUs = median(times.bareFirst);
   await kernel.release();
   await bare.release();
+  await bareFirst.release();
   const avgDimension = dims / requests;
   const macRatio = columns / requests / d;
   const stageVisits = visits / requests;
@@ -142,6 +149,7 @@ export async function headTimeBenchmark(kind: HeadKind, classes = 1000, d = 2048
     mac_ratio: macRatio,
     stage_visits: stageVisits,
     first_stage_us_per_row: floor,
+    bare_first_stage_us_per_row: bareFirstUs,
     bound_ratio: (stageVisits * floor + macRatio * (full - floor)) / full,
   };
 }
