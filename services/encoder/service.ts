@@ -72,8 +72,8 @@ export function createEncoderService(deps: EncoderServiceDeps): EncoderHandlers 
     if (req.images && req.inputs.length > 0) throw invalidArgument('set inputs or images, not both');
     let settled: PromiseSettledResult<Float32Array>[];
     if (req.images) {
-      const { values, refused } = packedImages(req.images, bundle.input, deps.maxBatchInputs);
-      const size = values.length / refused.length;
+      const { count, values, refused } = packedImages(req.images, bundle.input, deps.maxBatchInputs);
+      const size = values.length / count;
       settled = await Promise.allSettled(refused.map(async (err, i) => (err ? Promise.reject(err) : embedInput(deps, values.subarray(i * size, (i + 1) * size), signal))));
     } else {
       if (req.inputs.length === 0) throw invalidArgument('inputs is empty');
