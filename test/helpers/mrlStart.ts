@@ -4,6 +4,7 @@ import { status } from '@grpc/grpc-js';
 import { classifierClient, classify } from '../../cli/clients.js';
 import type { ClassifierClient } from '../../services/common/generated/mrl/v1/Classifier.js';
 import { type Exit, type NodeProcess, spawnNode } from '../../harness/processes.js';
+import { INTRA_OP_THREADS } from '../../harness/services.js';
 import type { ClassifyRequest } from '../../services/common/generated/mrl/v1/ClassifyRequest.js';
 import type { ClassifyResponse__Output } from '../../services/common/generated/mrl/v1/ClassifyResponse.js';
 
@@ -84,7 +85,7 @@ export async function startMrl(options: MrlStartOptions = {}): Promise<MrlStart>
     MRL_ENCODER_METRICS_PORT: String(encoderMetrics),
     MRL_CASCADE_METRICS_PORT: String(cascadeMetrics),
     MRL_ENCODER_TARGET: `127.0.0.1:${encoder}`,
-    MRL_INTRA_OP_THREADS: '1',
+    MRL_INTRA_OP_THREADS: INTRA_OP_THREADS,
     ...options.env,
   };
   const args = ['start', ...(options.services ?? [])];
