@@ -26,18 +26,9 @@ async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-/** Ports of a loopback mesh that `mrl start` runs. */
-export interface StartPorts {
-  encoder: number;
-  cascade: number;
-  encoderMetrics: number;
-  cascadeMetrics: number;
-}
-
 /** `mrl start` running in a process of its own, and a client of the cascade it serves. */
 export interface MrlStart {
   supervisor: NodeProcess;
-  ports: StartPorts;
   client: ClassifierClient;
   /** The pids of every `<name> started` line the supervisor wrote, in order. */
   pids(name: string): number[];
@@ -108,7 +99,6 @@ export async function startMrl(options: MrlStartOptions = {}): Promise<MrlStart>
   };
   return {
     supervisor,
-    ports: { encoder, cascade, encoderMetrics, cascadeMetrics },
     client,
     pids: (name) => startedPids(supervisor, name),
     answer,
